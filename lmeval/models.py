@@ -1,0 +1,234 @@
+"""The language-model interface and model specs.
+
+A model answers one question: how probable is each token of a sequence given
+the tokens before it. Everything else (training, saving, generating) serves
+that one call, :meth:`LanguageModel.score`.
+
+A *spec* names a registered model and its parameters, as a user types it::
+
+    ngram                       the model's defaults
+    ngram:order=5,smoothing=mkn typed by the model's declared parameters
+    kn5=ngram:order=5           with a label that names the row
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+from abc import ABC, abstractmethod
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+
+from .errors import UsageError
+from .tokenizers import Vocabulary
+
+
+@dataclass(frozen=True)
+class Param:
+    """One declared model parameter: how a spec value is typed and checked.
+
+    ``type`` is ``int``, ``float``, ``str`` or ``bool``; ``choices`` limits a
+    string; ``check`` returns an error message for a bad value, or ``None``.
+    ``parse`` (optional) turns the spec text into the value instead of ``type``.
+    """
+
+    name: str
+    type: type
+    default: Any
+    help: str
+    choices: tuple[str, ...] | None = None
+    check: Callable[[Any], str | None] | None = None
+    parse: Callable[[str], Any] | None = None
+
+    def convert(self, raw: Any) -> Any:
+        """The typed, checked value of ``raw`` (a string from a spec, or a Python value)."""
+        value = raw
+        if isinstance(raw, str):
+            try:
+                if self.parse is not None:
+                    value = self.parse(raw)
+                elif self.type is bool:
+                    value = _parse_bool(raw)
+                else:
+                    value = self.type(raw)
+            except ValueError as exc:
+                detail = str(exc) if self.parse is not None else f"expected {self.type.__name__}"
+                raise UsageError(f"parameter {self.name}={raw!r}: {detail}") from None
+        elif self.type is float and isinstance(raw, int) and not isinstance(raw, bool):
+            value = float(raw)
+        if self.choices is not None and value not in self.choices:
+            raise UsageError(
+                f"parameter {self.name}={raw!r}: choose one of {', '.join(self.choices)}"
+            )
+        if self.check is not None and (problem := self.check(value)) is not None:
+            raise UsageError(f"parameter {self.name}={raw!r}: {problem}")
+        return value
+
+
+def _parse_bool(raw: str) -> bool:
+    low = raw.strip().lower()
+    if low in {"1", "true", "yes", "on"}:
+        return True
+    if low in {"0", "false", "no", "off"}:
+        return False
+    raise ValueError("expected true or false")
+
+
+def at_least(minimum: float) -> Callable[[Any], str | None]:
+    """A ``Param.check`` for a lower bound."""
+    return lambda v: None if v >= minimum else f"must be at least {minimum}"
+
+
+def in_range(low: float, high: float) -> Callable[[Any], str | None]:
+    """A ``Param.check`` for ``low <= v <= high``."""
+    return lambda v: None if low <= v <= high else f"must be between {low} and {high}"
+
+
+class LanguageModel(ABC):
+    """The interface every model implements.
+
+    Subclasses declare ``name``, ``description`` and ``params`` and implement
+    :meth:`fit` and :meth:`score`. The rest is optional.
+
+    Contract of :meth:`score` (the evaluator checks it for every model): for an
+    int array ``ids`` it returns ``len(ids)`` float64 natural-log probabilities,
+    ``out[i] = log p(ids[i] | ids[:i])``, never NaN, never above 0, ``-inf``
+    only for an event the model gives probability zero. In line mode
+    ``vocab.eos_id`` ends every line; what comes before a line's first token is
+    the model's choice (the n-gram model restarts at a sentence start, an RNN
+    may carry its state), but it may only look at ``ids[:i]``.
+    """
+
+    name: ClassVar[str]
+    description: ClassVar[str] = ""
+    params: ClassVar[tuple[Param, ...]] = ()
+    #: The spec ``lmeval compare`` uses for this model when no ``-m`` is given
+    #: (``None`` leaves the model out of the default comparison).
+    recommended: ClassVar[str | None] = None
+
+    def __init__(self, vocab: Vocabulary, **params: Any) -> None:
+        self.vocab = vocab
+        self.config: dict[str, Any] = resolve_params(type(self), params)
+
+    @abstractmethod
+    def fit(self, train_ids: np.ndarray, valid_ids: np.ndarray | None = None) -> None:
+        """Estimate the model from training ids (validation ids for early stopping etc.)."""
+
+    @abstractmethod
+    def score(self, ids: np.ndarray) -> np.ndarray:
+        """``log p(ids[i] | ids[:i])`` for every ``i``, float64 natural logs."""
+
+    def next_token_logprobs(self, context_ids: np.ndarray) -> np.ndarray:
+        """Log-probabilities of every vocabulary id after ``context_ids`` (sums to 1 in p)."""
+        raise NotImplementedError(f"model {self.name!r} has no next-token distribution")
+
+    def generate(
+        self, prefix_ids: np.ndarray, n: int, temperature: float = 1.0, seed: int = 0
+    ) -> np.ndarray:
+        """``n`` sampled ids following ``prefix_ids`` (temperature 0 is greedy).
+
+        The default samples from :meth:`next_token_logprobs` one token at a time.
+        """
+        rng = np.random.default_rng(seed)
+        context = list(np.asarray(prefix_ids, dtype=np.int64))
+        out: list[int] = []
+        for _ in range(n):
+            logp = self.next_token_logprobs(np.asarray(context, dtype=np.int64))
+            out.append(sample_id(logp, temperature, rng))
+            context.append(out[-1])
+        return np.asarray(out, dtype=np.int64)
+
+    def save(self, path: Path) -> None:
+        """Write the fitted model to ``path`` (a file the model's :meth:`load` reads)."""
+        raise NotImplementedError(f"model {self.name!r} cannot be saved")
+
+    @classmethod
+    def load(cls, path: Path) -> LanguageModel:
+        """Read a model written by :meth:`save`; never unpickles arbitrary objects."""
+        raise NotImplementedError(f"model {cls.name!r} cannot be loaded")
+
+    @property
+    def num_params(self) -> int | None:
+        """Number of estimated parameters (n-grams stored, weights), if meaningful."""
+        return None
+
+    def details(self) -> dict[str, Any]:
+        """Extra JSON-serialisable facts for the result record (history, notes, device)."""
+        return {}
+
+
+def sample_id(logp: np.ndarray, temperature: float, rng: np.random.Generator) -> int:
+    """One id drawn from ``softmax(logp / temperature)``; temperature 0 takes the argmax."""
+    if temperature <= 0:
+        return int(np.argmax(logp))
+    z = np.asarray(logp, dtype=np.float64) / temperature
+    z = np.exp(z - np.max(z))
+    return int(rng.choice(len(z), p=z / z.sum()))
+
+
+def resolve_params(cls: type[LanguageModel], given: dict[str, Any]) -> dict[str, Any]:
+    """The full, typed parameter dict of ``cls``: defaults updated by ``given``."""
+    declared = {p.name: p for p in cls.params}
+    unknown = [k for k in given if k not in declared]
+    if unknown:
+        key = unknown[0]
+        hint = difflib.get_close_matches(key, list(declared), n=1)
+        known = ", ".join(declared) or "none"
+        extra = f" (did you mean {hint[0]!r}?)" if hint else f"; its parameters: {known}"
+        raise UsageError(f"model {cls.name!r} has no parameter {key!r}{extra}")
+    return {
+        name: (p.convert(given[name]) if name in given else p.default)
+        for name, p in declared.items()
+    }
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """A parsed model spec: registered name, raw parameter strings, row label."""
+
+    name: str
+    params: dict[str, str] = field(default_factory=dict)
+    label: str = ""
+
+    @property
+    def text(self) -> str:
+        """The canonical spec string, without the label."""
+        if not self.params:
+            return self.name
+        return self.name + ":" + ",".join(f"{k}={v}" for k, v in self.params.items())
+
+    def __str__(self) -> str:
+        return self.text
+
+
+_LABEL = re.compile(r"^([A-Za-z0-9_.\-]+)=(?=[A-Za-z_][\w\-]*(?::|$))")
+
+
+def parse_spec(text: str) -> ModelSpec:
+    """Parse ``[label=]name[:key=value,...]``.
+
+    The label is optional: ``kn5=ngram:order=5``. Without one the row is labelled
+    with the spec itself.
+    """
+    raw = text.strip()
+    label = ""
+    if (m := _LABEL.match(raw)) is not None:
+        label, raw = m.group(1), raw[m.end() :]
+    name, _, rest = raw.partition(":")
+    name = name.strip()
+    if not name or not re.fullmatch(r"[A-Za-z_][\w\-]*", name):
+        raise UsageError(f"bad model spec {text!r}: expected NAME or NAME:key=value,...")
+    params: dict[str, str] = {}
+    for item in filter(None, (s.strip() for s in rest.split(","))) if rest else []:
+        key, eq, value = item.partition("=")
+        if not eq or not key.strip():
+            raise UsageError(f"bad model spec {text!r}: {item!r} is not key=value")
+        params[key.strip()] = value.strip()
+    if rest and not params:
+        raise UsageError(f"bad model spec {text!r}: nothing after ':'")
+    spec = ModelSpec(name, params, "")
+    return ModelSpec(name, params, label or spec.text)

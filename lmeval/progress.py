@@ -1,0 +1,77 @@
+"""Progress bars for long work (training, counting), shown on stderr.
+
+Models report progress through :func:`progress` and never draw anything
+themselves; the command line switches the display on, the Python API leaves it
+off, so a script or a test sees no output::
+
+    with lmeval.progress("train rnn", total=epochs) as bar:
+        for epoch in range(epochs):
+            ...
+            bar.update(advance=1, info=f"valid ppl {ppl:.2f}")
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+_enabled = False
+
+
+def set_enabled(enabled: bool) -> None:
+    """Show progress bars (the CLI does, when stderr is a terminal)."""
+    global _enabled
+    _enabled = enabled
+
+
+class ProgressTask:
+    """Handle to one bar; every method is a no-op when display is off."""
+
+    def __init__(self, progress=None, task_id=None) -> None:
+        self._progress = progress
+        self._task_id = task_id
+
+    def update(
+        self,
+        *,
+        advance: float | None = None,
+        completed: float | None = None,
+        total: float | None = None,
+        info: str | None = None,
+    ) -> None:
+        """Move the bar; ``info`` is a short free text shown beside it (losses, speed)."""
+        if self._progress is None:
+            return
+        fields = {} if info is None else {"info": info}
+        self._progress.update(
+            self._task_id, advance=advance, completed=completed, total=total, **fields
+        )
+
+
+@contextmanager
+def progress(description: str, total: float | None = None) -> Iterator[ProgressTask]:
+    """A progress bar for the duration of the ``with`` block (or a silent handle)."""
+    if not _enabled:
+        yield ProgressTask()
+        return
+    from rich.console import Console
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
+
+    columns = (
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TextColumn("eta"),
+        TimeRemainingColumn(),
+        TextColumn("{task.fields[info]}"),
+    )
+    with Progress(*columns, console=Console(stderr=True), transient=True) as bar:
+        yield ProgressTask(bar, bar.add_task(description, total=total, info=""))

@@ -1,0 +1,195 @@
+"""Tokenizers and the vocabulary they build.
+
+Every model sees text as an array of integer ids. The policy of what is a
+sequence and what is predicted lives here, in one place:
+
+* In *line mode* (the default) every line is a sequence. Its tokens are
+  followed by the end-of-line token, which is predicted like any other token;
+  the start of a line is context only (as in KenLM and SRILM), so a text of
+  ``L`` lines encodes to ``sum(len(tokens(line)) + 1)`` ids.
+* In *stream mode* there is no end-of-line token; the newline is an ordinary
+  character (char tokenizer) or ordinary whitespace (word tokenizer).
+
+Tokens never seen in the training text map to ``<unk>``.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections import Counter
+from collections.abc import Iterable, Sequence
+from typing import Any, ClassVar
+
+import numpy as np
+
+from .errors import UsageError
+
+UNK = "<unk>"
+EOS = "</s>"
+
+
+class Vocabulary:
+    """A bijection between tokens and ids ``0 .. len-1``.
+
+    Id 0 is always ``<unk>``. ``eos`` is the end-of-line token, predicted at the
+    end of every line in line mode (``None`` in stream mode).
+    """
+
+    def __init__(self, tokens: Sequence[str], eos: str | None = None) -> None:
+        itos = [UNK] + [t for t in tokens if t != UNK]
+        if eos is not None and eos not in itos:
+            itos.append(eos)
+        if len(set(itos)) != len(itos):
+            raise ValueError("vocabulary tokens must be unique")
+        self.itos: list[str] = itos
+        self.stoi: dict[str, int] = {t: i for i, t in enumerate(itos)}
+        self.eos = eos
+
+    unk_id: ClassVar[int] = 0
+
+    @property
+    def eos_id(self) -> int | None:
+        """Id of the end-of-line token, or ``None`` in stream mode."""
+        return None if self.eos is None else self.stoi[self.eos]
+
+    @classmethod
+    def build(
+        cls,
+        counts: Counter[str],
+        *,
+        eos: str | None = None,
+        min_freq: int = 1,
+        reserved: Iterable[str] = (),
+    ) -> Vocabulary:
+        """Vocabulary of the tokens seen at least ``min_freq`` times.
+
+        Order is deterministic: reserved tokens first, then by descending
+        frequency, ties by code point, so the same text gives the same ids.
+        """
+        kept = sorted((t for t, c in counts.items() if c >= min_freq), key=lambda t: (-counts[t], t))
+        return cls([*reserved, *[t for t in kept if t not in set(reserved)]], eos=eos)
+
+    def __len__(self) -> int:
+        return len(self.itos)
+
+    def __contains__(self, token: object) -> bool:
+        return token in self.stoi
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Vocabulary) and self.itos == other.itos and self.eos == other.eos
+
+    def __repr__(self) -> str:
+        return f"Vocabulary(size={len(self)}, eos={self.eos!r})"
+
+    def id(self, token: str) -> int:
+        return self.stoi.get(token, self.unk_id)
+
+    def token(self, index: int) -> str:
+        return self.itos[index]
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-serialisable form (for checkpoints)."""
+        return {"tokens": self.itos, "eos": self.eos}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Vocabulary:
+        return cls(data["tokens"], eos=data.get("eos"))
+
+
+class Tokenizer(ABC):
+    """Turns text into ids and back. Subclasses define how a line splits into tokens.
+
+    ``fit`` builds the vocabulary from the training text; ``encode`` then maps any
+    text to ids (unknown tokens to ``<unk>``), in line mode appending the
+    end-of-line id after every line.
+    """
+
+    name: ClassVar[str]
+    description: ClassVar[str] = ""
+    #: What a token is, in words, for the results caption ("character", "word").
+    unit: ClassVar[str] = "token"
+    #: The end-of-line token of this tokenizer in line mode.
+    eos_token: ClassVar[str] = EOS
+
+    def __init__(self, *, lines: bool = True, min_freq: int = 1) -> None:
+        if min_freq < 1:
+            raise UsageError(f"min_freq must be at least 1, got {min_freq}")
+        self.lines = lines
+        self.min_freq = min_freq
+        self.vocab: Vocabulary | None = None
+
+    @abstractmethod
+    def split(self, line: str) -> list[str]:
+        """The tokens of one line (stream mode: of the whole text)."""
+
+    def join(self, tokens: Sequence[str]) -> str:
+        """Inverse of :meth:`split` as far as the tokenizer allows."""
+        return " ".join(tokens)
+
+    def _pieces(self, text: str) -> list[list[str]]:
+        if not self.lines:
+            return [self.split(text)]
+        lines = text.split("\n")
+        if lines and lines[-1] == "":
+            lines.pop()  # a final newline ends the last line; it does not start a new one
+        return [self.split(line) + [self.eos_token] for line in lines]
+
+    def fit(self, text: str) -> Vocabulary:
+        counts: Counter[str] = Counter()
+        for piece in self._pieces(text):
+            counts.update(piece)
+        eos = self.eos_token if self.lines else None
+        self.vocab = Vocabulary.build(counts, eos=eos, min_freq=self.min_freq)
+        return self.vocab
+
+    def _require_vocab(self) -> Vocabulary:
+        if self.vocab is None:
+            raise RuntimeError("tokenizer is not fitted: call fit(text) first")
+        return self.vocab
+
+    def encode(self, text: str) -> np.ndarray:
+        """Ids of ``text`` (int64), with an end-of-line id after every line in line mode."""
+        vocab = self._require_vocab()
+        get, unk = vocab.stoi.get, vocab.unk_id
+        ids = [get(t, unk) for piece in self._pieces(text) for t in piece]
+        return np.asarray(ids, dtype=np.int64)
+
+    def decode(self, ids: Iterable[int]) -> str:
+        vocab = self._require_vocab()
+        out: list[str] = []
+        line: list[str] = []
+        for i in ids:
+            token = vocab.itos[int(i)]
+            if self.lines and token == vocab.eos:
+                out.append(self.join(line) + "\n")
+                line = []
+            else:
+                line.append(token)
+        out.append(self.join(line))
+        return "".join(out)
+
+
+class CharTokenizer(Tokenizer):
+    """Every character is a token, space included; the newline ends a line."""
+
+    name = "char"
+    description = "every character is a token (space included); newline is the end-of-line token"
+    unit = "character"
+    eos_token = "\n"
+
+    def split(self, line: str) -> list[str]:
+        return list(line)
+
+    def join(self, tokens: Sequence[str]) -> str:
+        return "".join(tokens)
+
+
+class WordTokenizer(Tokenizer):
+    """Whitespace-separated words; ``</s>`` ends a line."""
+
+    name = "word"
+    description = "whitespace-separated words; </s> is the end-of-line token"
+    unit = "word"
+
+    def split(self, line: str) -> list[str]:
+        return line.split()
