@@ -56,7 +56,8 @@ class Param:
                 else:
                     value = self.type(raw)
             except ValueError as exc:
-                detail = str(exc) if self.parse is not None else f"expected {self.type.__name__}"
+                custom = self.parse is not None or self.type is bool
+                detail = str(exc) if custom else f"expected {self.type.__name__}"
                 raise UsageError(f"parameter {self.name}={raw!r}: {detail}") from None
         elif self.type is float and isinstance(raw, int) and not isinstance(raw, bool):
             value = float(raw)
@@ -218,7 +219,7 @@ def parse_spec(text: str) -> ModelSpec:
     label = ""
     if (m := _LABEL.match(raw)) is not None:
         label, raw = m.group(1), raw[m.end() :]
-    name, _, rest = raw.partition(":")
+    name, colon, rest = raw.partition(":")
     name = name.strip()
     if not name or not re.fullmatch(r"[A-Za-z_][\w\-]*", name):
         raise UsageError(f"bad model spec {text!r}: expected NAME or NAME:key=value,...")
@@ -228,7 +229,7 @@ def parse_spec(text: str) -> ModelSpec:
         if not eq or not key.strip():
             raise UsageError(f"bad model spec {text!r}: {item!r} is not key=value")
         params[key.strip()] = value.strip()
-    if rest and not params:
+    if colon and not params:
         raise UsageError(f"bad model spec {text!r}: nothing after ':'")
     spec = ModelSpec(name, params, "")
     return ModelSpec(name, params, label or spec.text)

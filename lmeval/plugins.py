@@ -93,6 +93,7 @@ class PluginHost:
         self.tokenizers: Registry[type] = Registry("tokenizer")
         self.metrics: Registry[Any] = Registry("metric")
         self.datasets: Registry[Any] = Registry("dataset")
+        self._commands_added: set[str] = set()
 
     # -- loading -------------------------------------------------------------
 
@@ -110,7 +111,9 @@ class PluginHost:
             for impl in impls:
                 added: list[str] = []
                 try:
-                    impl.function(register=lambda obj, r=registry, a=added: self._put(r, obj, name, a))
+                    impl.function(
+                        register=lambda obj, r=registry, a=added: self._put(r, obj, name, a)
+                    )
                 except Exception as exc:
                     self._fail(info, f"failed in {hook}: {_one_line(exc)}")
                 if added:
@@ -169,7 +172,11 @@ class PluginHost:
         self.add(plugin, name, source)
 
     def register_commands(self, cli: Any) -> None:
+        """Let plugins add their commands to ``cli`` (once per plugin)."""
         for impl in self.pm.hook.register_commands.get_hookimpls():
+            if impl.plugin_name in self._commands_added:
+                continue
+            self._commands_added.add(impl.plugin_name)
             try:
                 impl.function(cli=cli)
             except Exception as exc:

@@ -48,11 +48,26 @@ class ProgressTask:
         )
 
 
+_live = None  # the one rich Progress on screen; nested bars join it
+
+
 @contextmanager
 def progress(description: str, total: float | None = None) -> Iterator[ProgressTask]:
-    """A progress bar for the duration of the ``with`` block (or a silent handle)."""
+    """A progress bar for the duration of the ``with`` block (or a silent handle).
+
+    Bars opened inside another (a model training inside ``compare``) appear as
+    extra rows of the same display.
+    """
+    global _live
     if not _enabled:
         yield ProgressTask()
+        return
+    if _live is not None:
+        task_id = _live.add_task(description, total=total, info="")
+        try:
+            yield ProgressTask(_live, task_id)
+        finally:
+            _live.remove_task(task_id)
         return
     from rich.console import Console
     from rich.progress import (
@@ -74,4 +89,8 @@ def progress(description: str, total: float | None = None) -> Iterator[ProgressT
         TextColumn("{task.fields[info]}"),
     )
     with Progress(*columns, console=Console(stderr=True), transient=True) as bar:
-        yield ProgressTask(bar, bar.add_task(description, total=total, info=""))
+        _live = bar
+        try:
+            yield ProgressTask(bar, bar.add_task(description, total=total, info=""))
+        finally:
+            _live = None

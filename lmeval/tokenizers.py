@@ -66,7 +66,9 @@ class Vocabulary:
         Order is deterministic: reserved tokens first, then by descending
         frequency, ties by code point, so the same text gives the same ids.
         """
-        kept = sorted((t for t, c in counts.items() if c >= min_freq), key=lambda t: (-counts[t], t))
+        kept = sorted(
+            (t for t, c in counts.items() if c >= min_freq), key=lambda t: (-counts[t], t)
+        )
         return cls([*reserved, *[t for t in kept if t not in set(reserved)]], eos=eos)
 
     def __len__(self) -> int:
@@ -153,6 +155,14 @@ class Tokenizer(ABC):
         get, unk = vocab.stoi.get, vocab.unk_id
         ids = [get(t, unk) for piece in self._pieces(text) for t in piece]
         return np.asarray(ids, dtype=np.int64)
+
+    def encode_prefix(self, text: str) -> np.ndarray:
+        """Ids of a prompt: like :meth:`encode`, but an unfinished last line gets no
+        end-of-line id (generation continues that line)."""
+        ids = self.encode(text)
+        if self.lines and len(ids) and not text.endswith("\n"):
+            ids = ids[:-1]
+        return ids
 
     def decode(self, ids: Iterable[int]) -> str:
         vocab = self._require_vocab()

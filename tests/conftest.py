@@ -24,3 +24,37 @@ def shared() -> Path:
     if not (SHARED / "corpora").is_dir():
         pytest.skip(f"needs the shared corpora folder {SHARED} (absent in this checkout)")
     return SHARED
+
+
+@pytest.fixture(autouse=True)
+def fresh_plugins():
+    """Every test starts with only lmeval's own plugins loaded."""
+    from lmeval.plugins import reset_host
+
+    reset_host()
+    yield
+    reset_host()
+
+
+@pytest.fixture
+def write(tmp_path):
+    """write(name, content) -> path of a new file in tmp_path (str: UTF-8, bytes: raw)."""
+
+    def _write(name: str, content: str | bytes) -> Path:
+        path = tmp_path / name
+        if isinstance(content, bytes):
+            path.write_bytes(content)
+        else:
+            path.write_text(content, encoding="utf-8")
+        return path
+
+    return _write
+
+
+@pytest.fixture
+def small_text(write) -> Path:
+    """A 40-line English text: enough lines for an 80/10/10 split."""
+    lines = [
+        f"the time traveller said line {i} was {'odd' if i % 2 else 'even'}." for i in range(40)
+    ]
+    return write("small.txt", "\n".join(lines) + "\n")

@@ -1,0 +1,481 @@
+"""The ``lmeval`` command line: thin commands over the Python API.
+
+Errors reach the user as one line on stderr (``lmeval: error: ...``) with exit
+status 2 for a bad request and 1 for a run-time failure; ``--debug`` shows the
+traceback instead.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import click
+
+from . import __version__
+from .corpus import DEFAULT_SPLIT, parse_split
+from .errors import LmevalError, UsageError
+from .plugins import get_host
+
+_PLUGIN_HELP = "Load a plugin from a .py file or module name (repeatable)."
+
+
+def _scan_plugin_args(args: list[str]) -> list[str]:
+    """Values of every ``--plugin`` in argv, wherever it stands, so that plugins
+    (and the commands they add) are loaded before click parses anything."""
+    found: list[str] = []
+    for i, arg in enumerate(args):
+        if arg == "--plugin" and i + 1 < len(args):
+            found.append(args[i + 1])
+        elif arg.startswith("--plugin="):
+            found.append(arg.split("=", 1)[1])
+    return found
+
+
+class LmevalGroup(click.Group):
+    """Loads plugins first, then turns every error into one line."""
+
+    def main(self, args=None, prog_name=None, complete_var=None, **extra: Any):  # type: ignore[override]
+        args = list(sys.argv[1:] if args is None else args)
+        debug = "--debug" in args
+        try:
+            host = get_host(_scan_plugin_args(args))
+            host.register_commands(self)
+            for warning in host.warnings:
+                click.echo(f"lmeval: warning: {warning}", err=True)
+            host.warnings.clear()
+            code = super().main(args, prog_name or "lmeval", complete_var, standalone_mode=False)
+        except click.exceptions.Exit as exc:
+            code = exc.exit_code
+        except click.Abort:
+            _fail("aborted", 130)
+        except KeyboardInterrupt:
+            if debug:
+                raise
+            _fail("interrupted", 130)
+        except click.ClickException as exc:
+            if debug:
+                raise
+            _fail(exc.format_message().replace("\n", " "), exc.exit_code)
+        except LmevalError as exc:
+            if debug:
+                raise
+            _fail(str(exc), exc.exit_code)
+        except Exception as exc:  # a bug or an unexpected failure: still one line
+            if debug:
+                raise
+            _fail(f"{type(exc).__name__}: {exc} (rerun with --debug for the traceback)", 1)
+        sys.exit(code if isinstance(code, int) else 0)
+
+
+def _fail(message: str, code: int) -> None:
+    click.echo(f"lmeval: error: {message}", err=True)
+    sys.exit(code)
+
+
+def plugin_option(f: Callable) -> Callable:
+    # Parsed by LmevalGroup.main before dispatch; declared so --help shows it.
+    return click.option(
+        "--plugin", "plugins", multiple=True, metavar="PATH", help=_PLUGIN_HELP, expose_value=False
+    )(f)
+
+
+@click.group(cls=LmevalGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="lmeval")
+@plugin_option
+@click.option("--debug", is_flag=True, help="Show full tracebacks on errors.")
+def cli(debug: bool) -> None:
+    """Train language models on your text and compare them by perplexity.
+
+    \b
+    Quick start:
+      lmeval compare                              every built-in model, built-in text
+      lmeval compare -m ngram:order=3 -m uniform --text book.txt
+      lmeval models                               models and their parameters
+    """
+
+
+# -- data options shared by compare and generate ------------------------------
+
+
+def data_options(f: Callable) -> Callable:
+    options = [
+        click.option(
+            "--dataset",
+            metavar="NAME",
+            help="A registered data set (lmeval datasets); default pydoc-topics.",
+        ),
+        click.option(
+            "--text",
+            type=click.Path(dir_okay=False),
+            help="One text file, split by "
+            "--split into train/valid/test (contiguous runs of lines).",
+        ),
+        click.option("--train", type=click.Path(dir_okay=False), help="Training text file."),
+        click.option("--valid", type=click.Path(dir_okay=False), help="Validation text file."),
+        click.option("--test", type=click.Path(dir_okay=False), help="Test text file."),
+        click.option(
+            "--split",
+            default=",".join(map(str, DEFAULT_SPLIT)),
+            show_default=True,
+            help="Train,valid,test fractions of --text or --dataset.",
+        ),
+        click.option(
+            "--encoding",
+            default="utf-8",
+            show_default=True,
+            help="Encoding of the text files (.gz files are decompressed).",
+        ),
+        click.option(
+            "--tokenizer",
+            default="char",
+            show_default=True,
+            help="char (every character) or word (whitespace-split), or a plugin's.",
+        ),
+        click.option(
+            "--stream",
+            is_flag=True,
+            help="Treat the text as one sequence: no "
+            "end-of-line tokens (default: every line is a sequence).",
+        ),
+        click.option(
+            "--min-freq",
+            default=1,
+            show_default=True,
+            type=click.IntRange(min=1),
+            help="Tokens seen fewer times in train become <unk>.",
+        ),
+        click.option(
+            "--seed",
+            default=0,
+            show_default=True,
+            type=int,
+            help="Seed for every model that samples (same seed, same numbers).",
+        ),
+    ]
+    for option in reversed(options):
+        f = option(f)
+    return f
+
+
+def _data_kwargs(kw: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "dataset": kw["dataset"],
+        "text": kw["text"],
+        "train": kw["train"],
+        "valid": kw["valid"],
+        "test": kw["test"],
+        "split": parse_split(kw["split"]),
+        "encoding": kw["encoding"],
+        "tokenizer": kw["tokenizer"],
+        "lines": not kw["stream"],
+        "min_freq": kw["min_freq"],
+        "seed": kw["seed"],
+    }
+
+
+def _check_output(path: str | None) -> None:
+    """Refuse an unwritable --output before any work is done."""
+    if path is None:
+        return
+    target = Path(path)
+    parent = target.parent if str(target.parent) else Path(".")
+    if target.is_dir():
+        raise UsageError(f"--output {path} is a folder: give a file name")
+    if not parent.is_dir():
+        raise UsageError(f"--output {path}: folder {parent} does not exist")
+    import os
+
+    if not os.access(parent, os.W_OK):
+        raise UsageError(f"--output {path}: folder {parent} is not writable")
+
+
+@cli.command()
+@click.option(
+    "-m",
+    "--model",
+    "models",
+    multiple=True,
+    metavar="SPEC",
+    help="[LABEL=]NAME[:key=value,...], repeatable; default: every model's "
+    "recommended spec. See `lmeval models`.",
+)
+@data_options
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["table", "json", "csv", "markdown"]),
+    default="table",
+    show_default=True,
+    help="Output format.",
+)
+@click.option(
+    "-o",
+    "--output",
+    type=click.Path(),
+    help="Write the results to this file (atomically) instead of the terminal.",
+)
+@click.option(
+    "--save-models",
+    type=click.Path(file_okay=False),
+    metavar="DIR",
+    help="Save every fitted model as DIR/LABEL.lmz (score later with -m saved:path=...).",
+)
+@click.option("-q", "--quiet", is_flag=True, help="No progress bars.")
+@plugin_option
+def compare(models, fmt, output, save_models, quiet, **kw) -> None:
+    """Fit models on the training text and compare them on the test text.
+
+    \b
+    Every model is scored on the same predicted tokens; the table is sorted
+    by bits per character, which compares models across tokenizers. Columns:
+      ppl        perplexity, exp(nats/tok), per predicted token
+      nats/tok   cross-entropy, mean -ln p per predicted token
+      bits/char  total -log2 p over the characters of the test text
+      bits/byte  the same over its UTF-8 bytes
+      OOV        share of predicted tokens that are <unk>
+    JSON output: {"results": [record, ...], "meta": {...}}; each record has
+    label, spec, perplexity, cross_entropy, bits_per_char, bits_per_byte, nll,
+    tokens, chars, bytes, lines, oovs, oov_rate, fit_seconds, score_seconds,
+    params (and error for a failed model). Infinite values are null in JSON.
+    """
+    from .evaluate import compare as run_compare
+    from .progress import progress, set_enabled
+    from .report import render, render_table
+
+    _check_output(output)
+    set_enabled(not quiet and sys.stderr.isatty())
+    data = _data_kwargs(kw)
+    specs = list(models) or None
+    from .evaluate import default_specs
+
+    total = len(specs) if specs else len(default_specs(get_host()))
+    with progress("compare", total=total) as bar:
+        result = run_compare(
+            specs,
+            save_models=save_models,
+            on_result=lambda r: bar.update(advance=1, info=f"done: {r['label']}"),
+            **data,
+        )
+    if fmt == "table":
+        from rich.console import Console
+
+        if output is None:
+            render_table(result)
+            return
+        buffer = io.StringIO()
+        render_table(result, Console(file=buffer, width=160, no_color=True))
+        text = buffer.getvalue()
+    else:
+        text = render(result, fmt)
+    _emit(text, output)
+    if any(r.get("error") for r in result.results):
+        failed = ", ".join(r["label"] for r in result.results if r.get("error"))
+        click.echo(f"lmeval: warning: failed models: {failed}", err=True)
+
+
+def _emit(text: str, output: str | None) -> None:
+    if output is None:
+        click.echo(text, nl=False)
+        return
+    from .files import atomic_write
+
+    with atomic_write(output, "w", encoding="utf-8") as handle:
+        handle.write(text)
+    click.echo(f"wrote {output}", err=True)
+
+
+@cli.command()
+@click.option(
+    "-m",
+    "--model",
+    "spec",
+    required=True,
+    metavar="SPEC",
+    help="Model to train (or with --load, ignored).",
+)
+@click.option(
+    "--load",
+    type=click.Path(dir_okay=False),
+    help="A saved model (.lmz) to generate from, instead of training.",
+)
+@click.option("--prefix", default="", help="Text to warm the model up on.")
+@click.option(
+    "-n",
+    "length",
+    default=200,
+    show_default=True,
+    type=click.IntRange(min=0),
+    help="Tokens to generate.",
+)
+@click.option(
+    "--temperature",
+    default=1.0,
+    show_default=True,
+    type=click.FloatRange(min=0),
+    help="Sampling temperature; 0 = always the most probable token (greedy).",
+)
+@data_options
+@click.option("-q", "--quiet", is_flag=True, help="No progress bars.")
+@plugin_option
+def generate(spec, load, prefix, length, temperature, quiet, **kw) -> None:
+    """Sample text from a model trained on the data (or loaded with --load)."""
+    from .corpus import load_corpus
+    from .evaluate import build_model, make_tokenizer
+    from .progress import set_enabled
+
+    set_enabled(not quiet and sys.stderr.isatty())
+    host = get_host()
+    data = _data_kwargs(kw)
+    if load:
+        from .saved import load_model
+
+        model, meta = load_model(Path(load))
+        tok = make_tokenizer(meta["tokenizer"], lines=model.vocab.eos is not None, host=host)
+        tok.vocab = model.vocab
+    else:
+        from .evaluate import validate_specs
+        from .models import parse_spec
+
+        parsed = parse_spec(spec)
+        validate_specs([parsed], host)
+        tok = make_tokenizer(
+            data["tokenizer"], lines=data["lines"], min_freq=data["min_freq"], host=host
+        )
+        corpus = load_corpus(
+            **{
+                k: data[k]
+                for k in ("dataset", "text", "train", "valid", "test", "split", "encoding")
+            },
+            datasets=host.datasets,
+        )
+        vocab = tok.fit(corpus.train)
+        model = build_model(parsed, vocab, seed=data["seed"], host=host)
+        model.fit(tok.encode(corpus.train), tok.encode(corpus.valid) if corpus.valid else None)
+    try:
+        ids = model.generate(tok.encode_prefix(prefix), length, temperature, data["seed"])
+    except NotImplementedError as exc:
+        raise UsageError(str(exc)) from None
+    click.echo(prefix + tok.decode(ids))
+
+
+@cli.command("models")
+@click.option(
+    "--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True
+)
+@plugin_option
+def list_models(fmt) -> None:
+    """List the registered models and their parameters."""
+    host = get_host()
+    rows = []
+    for name, cls in host.models.items():
+        rows.append(
+            {
+                "name": name,
+                "plugin": host.models.plugin_of[name],
+                "description": cls.description,
+                "recommended": cls.recommended,
+                "params": [
+                    {
+                        "name": p.name,
+                        "type": p.type.__name__,
+                        "default": p.default,
+                        "help": p.help,
+                        **({"choices": list(p.choices)} if p.choices else {}),
+                    }
+                    for p in cls.params
+                ],
+            }
+        )
+
+    def cells(row: dict[str, Any]) -> list[str]:
+        params = "\n".join(
+            f"[bold]{p['name']}[/]={p['default']!s} ({p['type']}"
+            + (f": {'|'.join(p['choices'])}" if "choices" in p else "")
+            + f") {p['help']}"
+            for p in row["params"]
+        )
+        return [f"[bold]{row['name']}[/]\n{row['description']}", params or "–", row["plugin"]]
+
+    _print_rows(
+        rows, fmt, "models (spec: NAME:key=value,...)", ["model", "parameters", "plugin"], cells
+    )
+
+
+@cli.command("plugins")
+@click.option(
+    "--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True
+)
+@plugin_option
+def list_plugins(fmt) -> None:
+    """List loaded plugins, where each came from and what it registers."""
+    host = get_host()
+    rows = [
+        {"name": p.name, "source": p.source, "registered": p.registered, "error": p.error}
+        for p in host.plugins
+    ]
+
+    def cells(row: dict[str, Any]) -> list[str]:
+        what = "; ".join(f"{k}: {', '.join(v)}" for k, v in row["registered"].items())
+        return [row["name"], row["source"], f"[red]{row['error']}[/]" if row["error"] else what]
+
+    _print_rows(rows, fmt, "plugins", ["plugin", "from", "registers"], cells)
+
+
+@cli.command("datasets")
+@click.option(
+    "--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True
+)
+@plugin_option
+def list_datasets(fmt) -> None:
+    """List the data sets --dataset can select, their sizes and whether they are cached."""
+    host = get_host()
+    rows = [
+        {
+            "name": name,
+            "description": ds.description,
+            "bytes": ds.size_bytes,
+            "cached": ds.cached,
+            "plugin": host.datasets.plugin_of[name],
+        }
+        for name, ds in host.datasets.items()
+    ]
+    available = {None: "yes (built in)", True: "yes (cached)", False: "no (downloads)"}
+
+    def cells(row: dict[str, Any]) -> list[str]:
+        size = "–" if row["bytes"] is None else f"{row['bytes']:,}"
+        return [row["name"], size, available[row["cached"]], row["description"]]
+
+    _print_rows(
+        rows, fmt, "data sets", ["name", "bytes", "available offline", "description"], cells
+    )
+
+
+def _print_rows(
+    rows: list[dict[str, Any]],
+    fmt: str,
+    title: str,
+    headers: list[str],
+    cells: Callable[[dict[str, Any]], list[str]],
+) -> None:
+    """A listing as JSON (for scripts) or as a rich table of ``cells(row)``."""
+    if fmt == "json":
+        click.echo(json.dumps(rows, indent=2, default=str))
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=title, show_lines=True)
+    for header in headers:
+        table.add_column(header)
+    for row in rows:
+        table.add_row(*(cell or "–" for cell in cells(row)))
+    Console().print(table)
+
+
+def main() -> None:
+    cli.main()

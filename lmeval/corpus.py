@@ -1,0 +1,128 @@
+"""Turning the user's text into train / valid / test splits.
+
+Splits are contiguous runs of whole lines, in file order (no shuffling: the
+test text is the end of the document, as in d2l and KenLM's protocols), so a
+model is never scored on text interleaved with what it trained on.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .errors import UsageError
+from .files import read_text
+
+DEFAULT_SPLIT = (0.8, 0.1, 0.1)
+
+
+@dataclass(frozen=True)
+class Corpus:
+    """The three texts a comparison uses, and where they came from."""
+
+    name: str
+    train: str
+    test: str
+    valid: str | None = None
+    sources: dict[str, str] = field(default_factory=dict)
+
+    def checksums(self) -> dict[str, str]:
+        """SHA-256 of each split's UTF-8 text (results carry them for reproducibility)."""
+        parts = {"train": self.train, "valid": self.valid, "test": self.test}
+        return {k: hashlib.sha256(v.encode("utf-8")).hexdigest() for k, v in parts.items() if v}
+
+    def line_counts(self) -> dict[str, int]:
+        parts = {"train": self.train, "valid": self.valid, "test": self.test}
+        return {k: len(_lines(v)) for k, v in parts.items() if v is not None}
+
+
+def _lines(text: str) -> list[str]:
+    """Lines with their ``\n`` (only ``\n`` ends a line, as in the tokenizers)."""
+    lines = [line + "\n" for line in text.split("\n")]
+    lines[-1] = lines[-1][:-1]
+    return lines if lines[-1] else lines[:-1]
+
+
+def parse_split(text: str) -> tuple[float, float, float]:
+    """``"0.8,0.1,0.1"`` (or two numbers, test taking the rest) -> fractions summing to 1."""
+    try:
+        parts = [float(p) for p in text.split(",")]
+    except ValueError:
+        raise UsageError(f"bad --split {text!r}: expected fractions like 0.8,0.1,0.1") from None
+    if len(parts) == 2:
+        parts.append(1.0 - sum(parts))
+    if len(parts) != 3 or any(p < 0 for p in parts) or abs(sum(parts) - 1.0) > 1e-6:
+        raise UsageError(f"bad --split {text!r}: give three fractions >= 0 that sum to 1")
+    return parts[0], parts[1], parts[2]
+
+
+def split_text(
+    text: str, fractions: tuple[float, float, float] = DEFAULT_SPLIT, name: str = "text"
+) -> Corpus:
+    """Cut ``text`` into contiguous train / valid / test runs of lines."""
+    lines = _lines(text)
+    n = len(lines)
+    n_train = int(n * fractions[0])
+    n_valid = int(n * fractions[1])
+    train = "".join(lines[:n_train])
+    valid = "".join(lines[n_train : n_train + n_valid])
+    test = "".join(lines[n_train + n_valid :])
+    if not test.strip():
+        raise UsageError(
+            f"the split {fractions} of {name} ({n} lines) leaves the test set empty: "
+            "give more text or a larger test fraction"
+        )
+    if not train.strip():
+        raise UsageError(
+            f"the split {fractions} of {name} ({n} lines) leaves the training set empty: "
+            "give more text or a larger train fraction"
+        )
+    return Corpus(name=name, train=train, valid=valid or None, test=test)
+
+
+def load_corpus(
+    *,
+    text: str | Path | None = None,
+    train: str | Path | None = None,
+    valid: str | Path | None = None,
+    test: str | Path | None = None,
+    dataset: str | None = None,
+    split: tuple[float, float, float] = DEFAULT_SPLIT,
+    encoding: str = "utf-8",
+    datasets=None,
+) -> Corpus:
+    """The corpus from exactly one source: ``text`` (split), ``train``+``test`` files,
+    or a registered ``dataset`` (split). ``datasets`` is the registry to look names up in."""
+    if train is not None or test is not None:
+        if text is not None or dataset is not None:
+            raise UsageError("give either --train/--test files or --text/--dataset, not both")
+        if train is None or test is None:
+            raise UsageError("--train and --test go together (and --valid optionally)")
+        files = {"train": train, "valid": valid, "test": test}
+        texts = {k: read_text(p, encoding) for k, p in files.items() if p is not None}
+        return Corpus(
+            name=Path(train).name,
+            train=texts["train"],
+            valid=texts.get("valid"),
+            test=texts["test"],
+            sources={k: str(p) for k, p in files.items() if p is not None},
+        )
+    if valid is not None:
+        raise UsageError("--valid needs --train and --test")
+    if text is not None and dataset is not None:
+        raise UsageError("give either --text or --dataset, not both")
+    if text is not None:
+        corpus = split_text(read_text(text, encoding), split, name=Path(text).name)
+        return _with_sources(corpus, {"text": str(text)})
+    if datasets is None:
+        from .plugins import get_host
+
+        datasets = get_host().datasets
+    ds = datasets.get(dataset or "pydoc-topics")
+    corpus = split_text(ds.load(), split, name=ds.name)
+    return _with_sources(corpus, {"dataset": ds.name})
+
+
+def _with_sources(corpus: Corpus, sources: dict[str, str]) -> Corpus:
+    return Corpus(corpus.name, corpus.train, corpus.test, corpus.valid, sources)

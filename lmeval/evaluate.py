@@ -1,0 +1,331 @@
+"""Running models on a corpus and turning their scores into result records.
+
+The one place where a model meets data: fit on train, score test, check the
+contract, compute every registered metric. A model's failure becomes that
+model's ``error`` in its record, never a crash of the whole comparison.
+"""
+
+from __future__ import annotations
+
+import math
+import platform
+import random
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .corpus import DEFAULT_SPLIT, Corpus, load_corpus
+from .errors import LmevalError, UsageError
+from .metrics import Scores, TextStats
+from .models import LanguageModel, ModelSpec, parse_spec, resolve_params
+from .plugins import PluginHost, get_host
+from .tokenizers import Tokenizer, Vocabulary
+
+POLICY = (
+    "each line is a sequence: its end-of-line token is predicted and counted, its start is "
+    "context only (as in KenLM and SRILM); out-of-vocabulary tokens map to <unk>, are scored "
+    "like any token and counted as OOVs"
+)
+STREAM_POLICY = (
+    "the text is one sequence without end-of-line tokens (stream mode); the first token is "
+    "predicted from an empty context; out-of-vocabulary tokens map to <unk> and count as OOVs"
+)
+
+#: Keys of every result record, in order (the scripting interface: keep stable).
+RECORD_KEYS = (
+    "label",
+    "spec",
+    "perplexity",
+    "cross_entropy",
+    "bits_per_char",
+    "bits_per_byte",
+    "nll",
+    "tokens",
+    "chars",
+    "bytes",
+    "lines",
+    "oovs",
+    "oov_rate",
+    "fit_seconds",
+    "score_seconds",
+    "params",
+)
+
+
+class ContractViolation(LmevalError):
+    """A model's scores break the contract of ``LanguageModel.score``."""
+
+
+@dataclass
+class Comparison:
+    """What ``compare`` returns: one record per model and what was measured."""
+
+    results: list[dict[str, Any]]
+    meta: dict[str, Any]
+    #: Per-model scores (kept for metrics that need every token, not serialised).
+    scores: dict[str, Scores] = field(default_factory=dict, repr=False)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"results": self.results, "meta": self.meta}
+
+
+def check_scores(logprobs: Any, expected: int) -> np.ndarray:
+    """The scores as float64 if they keep the contract, else :class:`ContractViolation`."""
+    arr = np.asarray(logprobs)
+    if arr.ndim != 1 or arr.shape[0] != expected:
+        raise ContractViolation(
+            f"score() returned shape {arr.shape}, expected one value per token ({expected})"
+        )
+    arr = arr.astype(np.float64, copy=False)
+    if np.isnan(arr).any():
+        raise ContractViolation(f"score() returned NaN at token {int(np.argmax(np.isnan(arr)))}")
+    if (arr > 1e-12).any():
+        i = int(np.argmax(arr > 1e-12))
+        raise ContractViolation(f"score() returned log p = {arr[i]:.3g} > 0 at token {i}")
+    if np.isposinf(arr).any():
+        raise ContractViolation("score() returned +inf")
+    return np.minimum(arr, 0.0)
+
+
+def compute_metrics(scores: Scores, host: PluginHost | None = None) -> dict[str, float]:
+    host = host or get_host()
+    return {name: metric.compute(scores) for name, metric in host.metrics.items()}
+
+
+def make_tokenizer(name: str, *, lines: bool = True, min_freq: int = 1, host=None) -> Tokenizer:
+    cls = (host or get_host()).tokenizers.get(name)
+    return cls(lines=lines, min_freq=min_freq)
+
+
+def build_model(
+    spec: ModelSpec | str, vocab: Vocabulary, seed: int | None = None, host=None
+) -> LanguageModel:
+    """Instantiate a registered model from a spec (typed, validated parameters).
+
+    ``seed`` fills the model's ``seed`` parameter when it has one and the spec
+    does not set it, so ``--seed`` reaches every model.
+    """
+    spec = parse_spec(spec) if isinstance(spec, str) else spec
+    cls = (host or get_host()).models.get(spec.name)
+    params: dict[str, Any] = dict(spec.params)
+    if seed is not None and "seed" not in params and any(p.name == "seed" for p in cls.params):
+        params["seed"] = seed
+    return cls(vocab, **params)
+
+
+def validate_specs(specs: list[ModelSpec], host: PluginHost) -> None:
+    """Fail fast (before any training) on unknown models and bad parameters."""
+    labels: set[str] = set()
+    for spec in specs:
+        cls = host.models.get(spec.name)
+        resolve_params(cls, dict(spec.params))
+        if spec.label in labels:
+            raise UsageError(f"two models are labelled {spec.label!r}: give distinct labels")
+        labels.add(spec.label)
+
+
+def default_specs(host: PluginHost) -> list[str]:
+    """Every registered model's recommended spec (the default comparison)."""
+    return [cls.recommended for _, cls in host.models.items() if cls.recommended]
+
+
+def evaluate_model(
+    spec: ModelSpec,
+    corpus: Corpus,
+    tokenizer: Tokenizer,
+    *,
+    seed: int = 0,
+    host: PluginHost | None = None,
+    save_dir: Path | None = None,
+) -> tuple[dict[str, Any], Scores | None, LanguageModel | None]:
+    """Fit and score one model; the record, its scores, and the fitted model.
+
+    Runtime failures end up in ``record["error"]``; usage errors propagate.
+    """
+    host = host or get_host()
+    vocab = tokenizer.vocab
+    assert vocab is not None, "tokenizer must be fitted"
+    record: dict[str, Any] = dict.fromkeys(RECORD_KEYS)
+    record.update(label=spec.label, spec=spec.text)
+    _seed_everything(seed)
+    model = build_model(spec, vocab, seed=seed, host=host)
+    tok = _tokenizer_for(model, tokenizer, host)
+    try:
+        train_ids = tok.encode(corpus.train)
+        valid_ids = tok.encode(corpus.valid) if corpus.valid else None
+        start = time.perf_counter()
+        model.fit(train_ids, valid_ids)
+        record["fit_seconds"] = time.perf_counter() - start
+        test_ids = tok.encode(corpus.test)
+        start = time.perf_counter()
+        logprobs = check_scores(model.score(test_ids), len(test_ids))
+        record["score_seconds"] = time.perf_counter() - start
+    except KeyboardInterrupt:
+        raise
+    except UsageError:
+        raise
+    except Exception as exc:  # a model's own failure: report it in its row
+        record["error"] = _describe(exc)
+        return record, None, None
+    scores = Scores(logprobs, TextStats.of(corpus.test, test_ids, vocab.unk_id, tok.lines))
+    record.update(compute_metrics(scores, host))
+    stats = scores.stats
+    record.update(
+        nll=scores.nll,
+        tokens=stats.tokens,
+        chars=stats.chars,
+        bytes=stats.bytes,
+        lines=stats.lines,
+        oovs=stats.oovs,
+        params=model.num_params,
+        model=model.name,
+        vocab_size=len(model.vocab),
+        details=model.details(),
+    )
+    if save_dir is not None:
+        from .saved import save_model
+
+        try:
+            save_model(model, save_dir / f"{_safe_name(spec.label)}.lmz", spec.text, tok.name)
+        except NotImplementedError as exc:
+            record.setdefault("details", {})["save_error"] = str(exc)
+    return record, scores, model
+
+
+def _tokenizer_for(model: LanguageModel, tokenizer: Tokenizer, host: PluginHost) -> Tokenizer:
+    """The tokenizer whose vocabulary the model uses (a saved model brings its own)."""
+    if model.vocab == tokenizer.vocab:
+        return tokenizer
+    name = getattr(model, "tokenizer", tokenizer.name)
+    tok = host.tokenizers.get(name)(lines=model.vocab.eos is not None)
+    tok.vocab = model.vocab
+    return tok
+
+
+def _describe(exc: BaseException) -> str:
+    if isinstance(exc, LmevalError):
+        return str(exc)
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0]}" if text else type(exc).__name__
+
+
+def _safe_name(label: str) -> str:
+    return "".join(c if c.isalnum() or c in "-_.=" else "_" for c in label)
+
+
+def _seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+
+
+def compare(
+    models: list[str] | None = None,
+    *,
+    corpus: Corpus | None = None,
+    text: str | Path | None = None,
+    train: str | Path | None = None,
+    valid: str | Path | None = None,
+    test: str | Path | None = None,
+    dataset: str | None = None,
+    split: tuple[float, float, float] = DEFAULT_SPLIT,
+    encoding: str = "utf-8",
+    tokenizer: str = "char",
+    lines: bool = True,
+    min_freq: int = 1,
+    seed: int = 0,
+    save_models: str | Path | None = None,
+    plugins: list[str] | tuple[str, ...] = (),
+    on_result=None,
+) -> Comparison:
+    """Fit every model on the training text and score the test text.
+
+    ``models`` are specs (``"ngram:order=5"``, ``"kn5=ngram:order=5"``); by
+    default every registered model's recommended spec. The data comes from
+    exactly one of ``corpus``, ``text`` (split by ``split``), ``train``/``test``
+    (``valid`` optional) or ``dataset`` (default: ``pydoc-topics``).
+    ``on_result(record)`` is called as each model finishes.
+    """
+    host = get_host(plugins)
+    specs = [parse_spec(s) for s in (models or default_specs(host))]
+    validate_specs(specs, host)
+    tok = make_tokenizer(tokenizer, lines=lines, min_freq=min_freq, host=host)
+    if corpus is None:
+        corpus = load_corpus(
+            text=text,
+            train=train,
+            valid=valid,
+            test=test,
+            dataset=dataset,
+            split=split,
+            encoding=encoding,
+            datasets=host.datasets,
+        )
+    vocab = tok.fit(corpus.train)
+    save_dir = Path(save_models) if save_models is not None else None
+    if save_dir is not None:
+        try:
+            save_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise LmevalError(f"cannot create --save-models folder {save_dir}: {exc}") from None
+    results: list[dict[str, Any]] = []
+    all_scores: dict[str, Scores] = {}
+    for spec in specs:
+        record, scores, _ = evaluate_model(
+            spec, corpus, tok, seed=seed, host=host, save_dir=save_dir
+        )
+        results.append(record)
+        if scores is not None:
+            all_scores[spec.label] = scores
+        if on_result is not None:
+            on_result(record)
+    meta = _meta(corpus, tok, vocab, seed, results)
+    return Comparison(results=results, meta=meta, scores=all_scores)
+
+
+def _version(dist: str) -> str | None:
+    try:
+        return metadata.version(dist)
+    except metadata.PackageNotFoundError:
+        return None
+
+
+def _meta(
+    corpus: Corpus, tok: Tokenizer, vocab: Vocabulary, seed: int, results: list[dict[str, Any]]
+) -> dict[str, Any]:
+    from . import __version__
+
+    devices = sorted({str(r["details"].get("device", "cpu")) for r in results if r.get("details")})
+    return {
+        "lmeval_version": __version__,
+        "versions": {
+            "lmeval": __version__,
+            "python": platform.python_version(),
+            "numpy": np.__version__,
+            "torch": _version("torch"),
+        },
+        "created": datetime.now(UTC).isoformat(timespec="seconds"),
+        "seed": seed,
+        "dataset": corpus.name,
+        "sources": corpus.sources,
+        "checksums": corpus.checksums(),
+        "split_lines": corpus.line_counts(),
+        "tokenizer": tok.name,
+        "unit": tok.unit,
+        "lines_mode": tok.lines,
+        "vocab_size": len(vocab),
+        "policy": POLICY if tok.lines else STREAM_POLICY,
+        "device": ", ".join(devices) or "cpu",
+        "platform": platform.platform(),
+    }
+
+
+def finite_or_none(value: Any) -> Any:
+    """JSON has no infinity: non-finite floats become ``None`` (documented)."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value

@@ -1,0 +1,135 @@
+"""Metrics: numbers computed from per-token log-probabilities and text statistics.
+
+Every perplexity-like number derives from one stored quantity, the total
+negative log-likelihood in nats (``Scores.nll``), and one denominator:
+
+* perplexity      = exp(nll / tokens)            (compare models with one tokenizer)
+* cross_entropy   = nll / tokens                 nats per predicted token
+* bits_per_char   = nll / ln 2 / chars           (compare any two models)
+* bits_per_byte   = nll / ln 2 / bytes           UTF-8 bytes
+
+``tokens`` counts predicted tokens (end-of-line tokens included), ``chars``
+and ``bytes`` the characters and UTF-8 bytes of the scored text with one
+newline per line. A single zero-probability token makes all of them infinite.
+"""
+
+from __future__ import annotations
+
+import math
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from typing import ClassVar
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class TextStats:
+    """Denominators of the scored text."""
+
+    tokens: int  #: predicted tokens (end-of-line tokens included)
+    chars: int  #: characters, one newline per line included
+    bytes: int  #: UTF-8 bytes, one newline per line included
+    lines: int  #: lines (sequences) in line mode, 1 in stream mode
+    oovs: int  #: predicted tokens that are ``<unk>``
+
+    @classmethod
+    def of(cls, text: str, ids: np.ndarray, unk_id: int, lines_mode: bool = True) -> TextStats:
+        lines = text.split("\n")
+        if lines and lines[-1] == "":
+            lines.pop()
+        if lines_mode:
+            chars = sum(len(line) + 1 for line in lines)
+            nbytes = sum(len(line.encode("utf-8")) + 1 for line in lines)
+        else:
+            chars, nbytes = len(text), len(text.encode("utf-8"))
+        return cls(
+            tokens=int(len(ids)),
+            chars=chars,
+            bytes=nbytes,
+            lines=len(lines) if lines_mode else 1,
+            oovs=int(np.count_nonzero(ids == unk_id)),
+        )
+
+
+@dataclass(frozen=True)
+class Scores:
+    """A model's answer: ``logprobs[i] = ln p(token i | before)``, and the text's stats."""
+
+    logprobs: np.ndarray
+    stats: TextStats
+
+    @property
+    def nll(self) -> float:
+        """Total negative log-likelihood in nats (``inf`` if any token has probability 0)."""
+        return float(-np.sum(self.logprobs, dtype=np.float64))
+
+
+class Metric(ABC):
+    """A number derived from :class:`Scores`; its ``name`` is the key in every result record."""
+
+    name: ClassVar[str]
+    description: ClassVar[str] = ""
+    #: Whether a larger value is better (shown as an arrow in tables).
+    higher_is_better: ClassVar[bool] = False
+    #: Format of the value in tables.
+    fmt: ClassVar[str] = ".4f"
+
+    @abstractmethod
+    def compute(self, scores: Scores) -> float:
+        """The metric's value."""
+
+
+def _ratio(numerator: float, denominator: int) -> float:
+    return numerator / denominator if denominator else math.nan
+
+
+class Perplexity(Metric):
+    name = "perplexity"
+    description = "exp(cross-entropy): the effective number of equally likely next tokens"
+
+    def compute(self, scores: Scores) -> float:
+        ce = _ratio(scores.nll, scores.stats.tokens)
+        return math.inf if ce == math.inf else math.exp(ce) if ce < 700 else math.inf
+
+
+class CrossEntropy(Metric):
+    name = "cross_entropy"
+    description = "mean negative log-likelihood, nats per predicted token"
+
+    def compute(self, scores: Scores) -> float:
+        return _ratio(scores.nll, scores.stats.tokens)
+
+
+class BitsPerChar(Metric):
+    name = "bits_per_char"
+    description = "total bits over the characters of the text: comparable across tokenizers"
+
+    def compute(self, scores: Scores) -> float:
+        return _ratio(scores.nll / math.log(2), scores.stats.chars)
+
+
+class BitsPerByte(Metric):
+    name = "bits_per_byte"
+    description = "total bits over the UTF-8 bytes of the text"
+
+    def compute(self, scores: Scores) -> float:
+        return _ratio(scores.nll / math.log(2), scores.stats.bytes)
+
+
+class OovRate(Metric):
+    name = "oov_rate"
+    description = "share of predicted tokens that are out of vocabulary (<unk>)"
+    fmt = ".2%"
+
+    def compute(self, scores: Scores) -> float:
+        return _ratio(scores.stats.oovs, scores.stats.tokens)
+
+
+BUILTIN_METRICS: tuple[Metric, ...] = (
+    Perplexity(),
+    CrossEntropy(),
+    BitsPerChar(),
+    BitsPerByte(),
+    OovRate(),
+)

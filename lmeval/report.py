@@ -1,0 +1,185 @@
+"""Presenting a comparison: a rich table for people, JSON / CSV / Markdown for scripts.
+
+Nothing here computes a metric; it only formats the records ``compare`` made.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+from typing import Any
+
+from .evaluate import RECORD_KEYS, Comparison, finite_or_none
+
+FORMATS = ("table", "json", "csv", "markdown")
+
+# (record key, header, format); the order of the table's columns.
+_COLUMNS: tuple[tuple[str, str, str], ...] = (
+    ("perplexity", "ppl ↓", ".3f"),
+    ("cross_entropy", "nats/tok ↓", ".4f"),
+    ("bits_per_char", "bits/char ↓", ".4f"),
+    ("bits_per_byte", "bits/byte ↓", ".4f"),
+    ("tokens", "tokens", ",d"),
+    ("oov_rate", "OOV", ".2%"),
+    ("params", "params", ",d"),
+    ("fit_seconds", "fit s", ".2f"),
+    ("score_seconds", "score s", ".2f"),
+)
+
+
+def sort_key(record: dict[str, Any]) -> tuple[int, float]:
+    """Failed models last, then by bits per character (comparable across tokenizers)."""
+    bpc = record.get("bits_per_char")
+    if record.get("error") or bpc is None or (isinstance(bpc, float) and math.isnan(bpc)):
+        return (1, 0.0)
+    return (0, bpc)
+
+
+def ordered(comparison: Comparison) -> list[dict[str, Any]]:
+    return sorted(comparison.results, key=sort_key)
+
+
+def fmt_value(value: Any, spec: str) -> str:
+    if value is None:
+        return "–"
+    if isinstance(value, float) and math.isinf(value):
+        return "∞"
+    if isinstance(value, float) and math.isnan(value):
+        return "nan"
+    try:
+        return format(value, spec)
+    except (ValueError, TypeError):
+        return str(value)
+
+
+def extra_metric_keys(comparison: Comparison) -> list[str]:
+    """Keys of plugin metrics (not among the standard columns), in first-seen order."""
+    standard = set(RECORD_KEYS) | {"error", "model", "vocab_size", "details"}
+    seen: list[str] = []
+    for record in comparison.results:
+        for key, value in record.items():
+            if key not in standard and key not in seen and isinstance(value, int | float):
+                seen.append(key)
+    return seen
+
+
+def caption(meta: dict[str, Any]) -> str:
+    lines = meta.get("split_lines", {})
+    split = ", ".join(f"{k} {v:,} lines" for k, v in lines.items())
+    return (
+        f"{meta['dataset']} ({split}); tokenizer {meta['tokenizer']}, "
+        f"vocabulary {meta['vocab_size']:,}; seed {meta['seed']}"
+    )
+
+
+def render_table(comparison: Comparison, console=None) -> None:
+    """Print the comparison as a rich table, the policy, notes and training histories."""
+    from rich.console import Console
+    from rich.table import Table
+
+    if console is None:
+        console = Console()
+        if not console.is_terminal:
+            console = Console(width=max(console.width, 150))
+    extras = extra_metric_keys(comparison)
+    table = Table(title="lmeval compare", caption=caption(comparison.meta), caption_justify="left")
+    table.add_column("model", style="bold", no_wrap=True)
+    for _, header, _ in _COLUMNS:
+        table.add_column(header, justify="right", no_wrap=True)
+    for key in extras:
+        table.add_column(key, justify="right", no_wrap=True)
+    best = next((r for r in ordered(comparison) if not r.get("error")), None)
+    for record in ordered(comparison):
+        label = record["label"]
+        if record.get("error"):
+            table.add_row(f"[red]{label}[/]", f"[red]error: {record['error']}[/]")
+            continue
+        cells = [fmt_value(record.get(k), f) for k, _, f in _COLUMNS]
+        cells += [fmt_value(record.get(k), ".4f") for k in extras]
+        style = "green" if record is best else None
+        if record.get("model") == "uniform":
+            style = "dim"
+        table.add_row(
+            label + (" (yardstick)" if record.get("model") == "uniform" else ""),
+            *cells,
+            style=style,
+        )
+    console.print(table)
+    console.print(f"[dim]Predicted tokens: {comparison.meta['policy']}.[/]")
+    console.print(
+        "[dim]ppl = exp(nats/tok); bits/char and bits/byte divide the same total by the "
+        "characters and UTF-8 bytes of the test text (newlines included).[/]"
+    )
+    for record in comparison.results:
+        details = record.get("details") or {}
+        for note in details.get("notes", []):
+            console.print(f"[yellow]note[/] {record['label']}: {note}")
+        history = details.get("history")
+        if history:
+            render_history(record["label"], history, console)
+
+
+def render_history(label: str, history: list[dict[str, Any]], console) -> None:
+    from rich.table import Table
+
+    keys = [k for k in history[0] if isinstance(history[0][k], int | float)]
+    table = Table(title=f"training history of {label}", title_justify="left")
+    for key in keys:
+        table.add_column(key.replace("_", " "), justify="right")
+    shown = history if len(history) <= 12 else history[:6] + history[-6:]
+    for i, row in enumerate(shown):
+        if len(history) > 12 and i == 6:
+            table.add_row(*["…" for _ in keys])
+        table.add_row(*[fmt_value(row.get(k), ".4g") for k in keys])
+    console.print(table)
+
+
+def to_json(comparison: Comparison) -> str:
+    return json.dumps(_jsonable(comparison.to_dict()), indent=2, ensure_ascii=False) + "\n"
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_jsonable(v) for v in value]
+    if hasattr(value, "item") and callable(value.item):  # numpy scalars
+        value = value.item()
+    return finite_or_none(value)
+
+
+def _flat_rows(comparison: Comparison) -> tuple[list[str], list[dict[str, Any]]]:
+    keys = [*RECORD_KEYS, *extra_metric_keys(comparison), "error"]
+    rows = [{k: _jsonable(r.get(k)) for k in keys} for r in ordered(comparison)]
+    return keys, rows
+
+
+def to_csv(comparison: Comparison) -> str:
+    keys, rows = _flat_rows(comparison)
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=keys, lineterminator="\n")
+    writer.writeheader()
+    for row in rows:
+        writer.writerow({k: ("" if v is None else v) for k, v in row.items()})
+    return buffer.getvalue()
+
+
+def to_markdown(comparison: Comparison) -> str:
+    headers = ["model", *(h for _, h, _ in _COLUMNS)]
+    out = ["| " + " | ".join(headers) + " |", "|" + "---|" + "---:|" * len(_COLUMNS)]
+    for record in ordered(comparison):
+        if record.get("error"):
+            cells = [f"error: {record['error']}"] + [""] * (len(_COLUMNS) - 1)
+        else:
+            cells = [fmt_value(record.get(k), f) for k, _, f in _COLUMNS]
+        out.append("| " + " | ".join([record["label"].replace("|", "\\|"), *cells]) + " |")
+    out.append("")
+    out.append(f"{caption(comparison.meta)}. Predicted tokens: {comparison.meta['policy']}.")
+    return "\n".join(out) + "\n"
+
+
+def render(comparison: Comparison, fmt: str) -> str:
+    """The comparison as text in a machine format (``json``, ``csv``, ``markdown``)."""
+    return {"json": to_json, "csv": to_csv, "markdown": to_markdown}[fmt](comparison)

@@ -1,0 +1,114 @@
+"""Saved models: one file that any lmeval can score without retraining.
+
+``lmeval compare --save-models DIR`` writes one ``.lmz`` archive per model: a
+zip holding ``meta.json`` (model name, spec, tokenizer, vocabulary, lmeval
+version) and ``model``, the file the model's own ``save`` wrote (an npz, a
+torch checkpoint, ...). ``-m saved:path=FILE.lmz`` loads it with the model's
+own ``load``, which never unpickles arbitrary objects.
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .errors import LmevalError
+from .files import atomic_write
+from .models import LanguageModel, Param
+from .tokenizers import Vocabulary
+
+FORMAT = "lmeval-model/1"
+
+
+def save_model(model: LanguageModel, path: Path, spec: str, tokenizer: str) -> None:
+    """Write ``model`` (fitted) as an ``.lmz`` archive at ``path``, atomically."""
+    from . import __version__
+
+    meta = {
+        "format": FORMAT,
+        "model": model.name,
+        "spec": spec,
+        "tokenizer": tokenizer,
+        "vocab": model.vocab.to_dict(),
+        "lmeval": __version__,
+    }
+    with tempfile.TemporaryDirectory() as tmp:
+        payload = Path(tmp) / "model"
+        model.save(payload)
+        with atomic_write(path, "wb") as handle, zipfile.ZipFile(handle, "w") as archive:
+            archive.writestr("meta.json", json.dumps(meta, ensure_ascii=False, indent=1))
+            archive.write(payload, "model")
+
+
+def read_meta(path: Path) -> dict[str, Any]:
+    try:
+        with zipfile.ZipFile(path) as archive:
+            meta = json.loads(archive.read("meta.json"))
+    except FileNotFoundError:
+        raise LmevalError(f"saved model not found: {path}") from None
+    except (zipfile.BadZipFile, KeyError, ValueError, OSError) as exc:
+        raise LmevalError(f"{path} is not a saved lmeval model ({exc})") from None
+    if meta.get("format") != FORMAT:
+        raise LmevalError(f"{path} has format {meta.get('format')!r}, expected {FORMAT!r}")
+    return meta
+
+
+def load_model(path: Path) -> tuple[LanguageModel, dict[str, Any]]:
+    """The model stored at ``path`` and the archive's metadata."""
+    from .plugins import get_host
+
+    meta = read_meta(path)
+    cls = get_host().models.get(meta["model"])
+    with tempfile.TemporaryDirectory() as tmp, zipfile.ZipFile(path) as archive:
+        payload = Path(archive.extract("model", tmp))
+        try:
+            model = cls.load(payload)
+        except LmevalError:
+            raise
+        except Exception as exc:
+            raise LmevalError(f"cannot load model from {path}: {exc}") from None
+    return model, meta
+
+
+class Saved(LanguageModel):
+    """Scores with a model saved by ``--save-models``; fitting does nothing.
+
+    Its vocabulary is the saved one, so the evaluator encodes the test text
+    with it (unknown characters become ``<unk>``).
+    """
+
+    name = "saved"
+    description = "a model saved with --save-models (FILE.lmz), scored without retraining"
+    params = (Param("path", str, "", "the .lmz file written by --save-models"),)
+
+    def __init__(self, vocab: Vocabulary, **params: Any) -> None:
+        super().__init__(vocab, **params)
+        if not self.config["path"]:
+            raise LmevalError("saved needs path=FILE.lmz")
+        self.inner, self.meta = load_model(Path(self.config["path"]))
+        self.vocab = self.inner.vocab
+        self.tokenizer = self.meta["tokenizer"]
+
+    def fit(self, train_ids: np.ndarray, valid_ids: np.ndarray | None = None) -> None:
+        pass  # already fitted
+
+    def score(self, ids: np.ndarray) -> np.ndarray:
+        return self.inner.score(ids)
+
+    def next_token_logprobs(self, context_ids: np.ndarray) -> np.ndarray:
+        return self.inner.next_token_logprobs(context_ids)
+
+    def generate(self, prefix_ids, n, temperature=1.0, seed=0):
+        return self.inner.generate(prefix_ids, n, temperature, seed)
+
+    @property
+    def num_params(self) -> int | None:
+        return self.inner.num_params
+
+    def details(self) -> dict[str, Any]:
+        return {"saved_spec": self.meta["spec"], **self.inner.details()}

@@ -1,0 +1,74 @@
+import pytest
+
+from lmeval import CharTokenizer, UsageError, Vocabulary, WordTokenizer
+
+
+def test_char_line_mode_predicts_one_end_of_line_per_line():
+    tok = CharTokenizer()
+    vocab = tok.fit("ab\nba\n")
+    ids = tok.encode("ab\nba\n")
+    # 2 lines of 2 characters, each followed by the end-of-line token
+    assert len(ids) == 6
+    assert ids[2] == ids[5] == vocab.eos_id
+    assert vocab.eos == "\n"
+    assert tok.decode(ids) == "ab\nba\n"
+
+
+def test_missing_final_newline_still_ends_the_last_line():
+    tok = CharTokenizer()
+    tok.fit("ab\nba")
+    assert len(tok.encode("ab\nba")) == len(tok.encode("ab\nba\n")) == 6
+
+
+def test_unknown_characters_map_to_unk_id_zero():
+    tok = CharTokenizer()
+    vocab = tok.fit("aaa\n")
+    ids = tok.encode("az\n")
+    assert ids.tolist() == [vocab.id("a"), 0, vocab.eos_id]
+    assert vocab.token(0) == "<unk>"
+
+
+def test_vocabulary_order_is_deterministic_by_frequency():
+    tok = CharTokenizer()
+    vocab = tok.fit("bba\n")
+    # <unk> first, then by descending count, ties by code point ("\n" < "a")
+    assert vocab.itos == ["<unk>", "b", "\n", "a"]
+    assert CharTokenizer().fit("bba\n") == vocab
+
+
+def test_word_tokenizer_uses_end_of_sentence_token():
+    tok = WordTokenizer()
+    vocab = tok.fit("the cat\nthe dog\n")
+    ids = tok.encode("the cat\n")
+    assert [vocab.token(i) for i in ids] == ["the", "cat", "</s>"]
+    assert tok.decode(ids) == "the cat\n"
+
+
+def test_stream_mode_has_no_end_of_line_token():
+    tok = CharTokenizer(lines=False)
+    vocab = tok.fit("ab\nb")
+    assert vocab.eos_id is None
+    assert tok.decode(tok.encode("ab\nb")) == "ab\nb"
+    assert len(tok.encode("ab\nb")) == 4
+
+
+def test_min_freq_sends_rare_tokens_to_unk():
+    tok = WordTokenizer(min_freq=2)
+    vocab = tok.fit("a a b\n")
+    assert "b" not in vocab and "a" in vocab
+    assert tok.encode("b\n")[0] == 0
+    with pytest.raises(UsageError):
+        WordTokenizer(min_freq=0)
+
+
+def test_encode_prefix_leaves_the_line_open():
+    tok = CharTokenizer()
+    tok.fit("abc\n")
+    assert tok.encode_prefix("ab").tolist() == tok.encode("ab\n")[:-1].tolist()
+    assert tok.encode_prefix("ab\n").tolist() == tok.encode("ab\n").tolist()
+
+
+def test_vocabulary_round_trips_through_dict():
+    vocab = Vocabulary(["a", "b"], eos="</s>")
+    again = Vocabulary.from_dict(vocab.to_dict())
+    assert again == vocab and again.eos_id == 3 and len(again) == 4
