@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import urllib.error
-import urllib.request
 from abc import ABC, abstractmethod
 from pathlib import Path
 
@@ -99,6 +97,9 @@ class RemoteText(Dataset):
         return read_text(self.path)
 
     def download(self) -> Path:
+        import urllib.error
+        import urllib.request
+
         try:
             with urllib.request.urlopen(self.url, timeout=self.timeout) as response:
                 data = response.read()

@@ -2,6 +2,8 @@
 
 import inspect
 import json
+import subprocess
+import sys
 
 import pytest
 from click.testing import CliRunner
@@ -175,3 +177,14 @@ def test_plugin_metric_becomes_a_record_key(write, small_text):
     result = lmeval.compare(["uniform"], text=small_text, plugins=[str(plugin)])
     record = result.results[0]
     assert record["mean_logp"] == pytest.approx(-record["cross_entropy"])
+
+
+def test_loading_every_plugin_does_not_import_torch():
+    """Heavy libraries load inside the code that needs them, so --help stays instant."""
+    code = (
+        "import sys; from lmeval.plugins import get_host; host = get_host(); "
+        "print(sorted(host.models), 'torch' in sys.modules)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    models, torch_loaded = out.stdout.rsplit(" ", 1)
+    assert "'uniform'" in models and torch_loaded.strip() == "False"

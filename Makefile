@@ -1,0 +1,35 @@
+# Two entry points, both from a clean clone:
+#   make compare   set up .venv and run `lmeval compare` on the built-in corpus
+#   make test      set up .venv and run the test suite (what CI runs)
+# TORCH picks the torch requirement installed first: the default pins the CPU
+# build this project is developed on; `make compare TORCH=torch` takes PyPI's
+# default (CUDA) build on a GPU machine.
+
+PYTHON ?= python3
+VENV ?= .venv
+TORCH ?= torch==2.13.0
+BIN := $(VENV)/bin
+
+.PHONY: compare test lint bench clean
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check "$(TORCH)"
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[dev]'
+	touch $@
+
+compare: $(VENV)/.installed
+	$(BIN)/lmeval compare
+
+test: $(VENV)/.installed
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/python -m pytest -q
+
+bench: $(VENV)/.installed
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[bench]'
+	$(BIN)/python benchmarks/ngram_vs_peers.py
+	$(BIN)/python benchmarks/rnn_throughput.py
+
+clean:
+	rm -rf $(VENV) build *.egg-info .pytest_cache .ruff_cache
