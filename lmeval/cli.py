@@ -77,6 +77,16 @@ def _fail(message: str, code: int) -> None:
     sys.exit(code)
 
 
+listing_format = click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["table", "json"]),
+    default="table",
+    show_default=True,
+    help="table for people, json for scripts.",
+)
+
+
 def plugin_option(f: Callable) -> Callable:
     # Parsed by LmevalGroup.main before dispatch; declared so --help shows it.
     return click.option(
@@ -364,9 +374,7 @@ def generate(spec, load, prefix, length, temperature, quiet, **kw) -> None:
 
 
 @cli.command("models")
-@click.option(
-    "--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True
-)
+@listing_format
 @plugin_option
 def list_models(fmt) -> None:
     """List the registered models and their parameters."""
@@ -407,9 +415,7 @@ def list_models(fmt) -> None:
 
 
 @cli.command("plugins")
-@click.option(
-    "--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True
-)
+@listing_format
 @plugin_option
 def list_plugins(fmt) -> None:
     """List loaded plugins, where each came from and what it registers."""
@@ -427,9 +433,7 @@ def list_plugins(fmt) -> None:
 
 
 @cli.command("datasets")
-@click.option(
-    "--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True
-)
+@listing_format
 @plugin_option
 def list_datasets(fmt) -> None:
     """List the data sets --dataset can select, their sizes and whether they are cached."""
