@@ -1,0 +1,204 @@
+"""Training throughput of the rnn plugin against plain torch loops and d2l's scratch loop.
+
+At d2l's sizes (hidden 512, batch 32, 35 steps, vocabulary 28, SGD lr 1,
+clipping at norm 1) it times, in one run and in alternating blocks:
+
+* ``rnn``: the plugin's network and its own training step (``train_step``);
+* ``nn.RNN``: a plain loop over ``torch.nn.RNN`` + ``nn.Linear``, one-hot input;
+* ``d2l``: d2l's from-scratch loop (8.5) re-implemented here: explicit
+  tensors, one-hot input, a Python loop over the steps, d2l's clipping and SGD;
+
+and the same for ``gru``/``lstm`` against plain ``nn.GRU``/``nn.LSTM`` loops.
+Prints median tokens/s, the ratios the targets are set on, and the achieved
+GFLOP/s next to a measured matrix-product peak.
+
+    python benchmarks/rnn_throughput.py [--threads 2] [--blocks 5] [--batches 8]
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+
+import torch
+import torch.nn.functional as F
+from lmeval_rnn.cells import CharNet, detach_state
+from lmeval_rnn.training import make_optimizer, train_step
+from torch import nn
+
+VOCAB, STEPS = 28, 35
+
+
+class D2LScratch:
+    """d2l 8.5 ``RNNModelScratch`` with ``train_epoch_ch8``'s update, sequential batches."""
+
+    def __init__(self, vocab: int, hidden: int, lr: float = 1.0):
+        def normal(*shape):
+            return torch.randn(size=shape) * 0.01
+
+        self.vocab, self.hidden, self.lr = vocab, hidden, lr
+        self.params = [
+            normal(vocab, hidden),
+            normal(hidden, hidden),
+            torch.zeros(hidden),
+            normal(hidden, vocab),
+            torch.zeros(vocab),
+        ]
+        for p in self.params:
+            p.requires_grad_(True)
+
+    def forward(self, x, state):
+        w_xh, w_hh, b_h, w_hq, b_q = self.params
+        (h,) = state
+        outputs = []
+        for xt in F.one_hot(x.T, self.vocab).type(torch.float32):  # x is (batch, steps)
+            h = torch.tanh(torch.mm(xt, w_xh) + torch.mm(h, w_hh) + b_h)
+            outputs.append(torch.mm(h, w_hq) + b_q)
+        return torch.cat(outputs, dim=0), (h,)
+
+    def step(self, x, y, state):
+        if state is None:
+            state = (torch.zeros((x.shape[0], self.hidden)),)
+        else:
+            state = tuple(s.detach() for s in state)
+        y_hat, state = self.forward(x, state)
+        loss = F.cross_entropy(y_hat, y.T.reshape(-1).long()).mean()
+        loss.backward()
+        with torch.no_grad():
+            norm = torch.sqrt(sum(torch.sum(p.grad**2) for p in self.params))
+            if norm > 1:
+                for p in self.params:
+                    p.grad[:] *= 1 / norm
+            for p in self.params:
+                p -= self.lr * p.grad  # d2l's sgd with batch_size=1 (the loss is a mean)
+                p.grad.zero_()
+        return state
+
+
+class PlainTorch(nn.Module):
+    """d2l 8.6 ``RNNModel``: one-hot input, a torch recurrent module, ``nn.Linear``."""
+
+    def __init__(self, kind: str, vocab: int, hidden: int):
+        super().__init__()
+        self.vocab = vocab
+        self.rnn = {"rnn": nn.RNN, "gru": nn.GRU, "lstm": nn.LSTM}[kind](vocab, hidden)
+        self.linear = nn.Linear(hidden, vocab)
+        self.opt = torch.optim.SGD(self.parameters(), lr=1.0)
+
+    def step(self, x, y, state):
+        state = detach_state(state)
+        out, state = self.rnn(F.one_hot(x.T, self.vocab).float(), state)
+        loss = F.cross_entropy(self.linear(out).reshape(-1, self.vocab), y.T.reshape(-1))
+        self.opt.zero_grad(set_to_none=True)
+        loss.backward()
+        nn.utils.clip_grad_norm_(self.parameters(), 1.0)
+        self.opt.step()
+        return state
+
+
+class Ours:
+    """The plugin's network and training step, exactly as ``fit`` runs them."""
+
+    def __init__(self, cell: str, vocab: int, hidden: int):
+        self.net = CharNet(vocab, cell, hidden, layers=1, embedding=0, dropout=0.0)
+        self.params = [p for p in self.net.parameters()]
+        self.opt = make_optimizer("sgd", self.params, 1.0)
+
+    def step(self, x, y, state):
+        _, state = train_step(
+            self.net, self.opt, self.params, x.T, y.T, detach_state(state), clip=1.0
+        )
+        return state
+
+
+def tokens_per_s(model, batches: list, state):
+    start = time.perf_counter()
+    for x, y in batches:
+        state = model.step(x, y, state)
+    return sum(y.numel() for _, y in batches) / (time.perf_counter() - start), state
+
+
+def matmul_gflops(m: int, k: int, n: int, seconds: float = 1.0) -> float:
+    a, b = torch.randn(m, k), torch.randn(k, n)
+    for _ in range(3):
+        a @ b
+    count, start = 0, time.perf_counter()
+    while time.perf_counter() - start < seconds:
+        a @ b
+        count += 1
+    return 2 * m * k * n * count / (time.perf_counter() - start) / 1e9
+
+
+def train_flops_per_token(cell: str, hidden: int, vocab: int) -> float:
+    """Nominal multiply-adds x2 of forward + backward (3x forward) per token."""
+    gates = {"rnn": 1, "gru": 3, "lstm": 4}[cell]
+    forward = 2 * gates * hidden * (hidden + vocab) + 2 * hidden * vocab
+    return 3 * forward
+
+
+def compare(contenders: dict, cell: str, hidden: int, batch: int, blocks: int, per_block: int):
+    gen = torch.Generator().manual_seed(0)
+    data = [
+        (
+            torch.randint(VOCAB, (batch, STEPS), generator=gen),
+            torch.randint(VOCAB, (batch, STEPS), generator=gen),
+        )
+        for _ in range(per_block)
+    ]
+    rates: dict[str, list[float]] = {name: [] for name in contenders}
+    states = {name: None for name in contenders}
+    for name, model in contenders.items():  # warm-up
+        _, states[name] = tokens_per_s(model, data[:2], states[name])
+    for _ in range(blocks):
+        for name, model in contenders.items():
+            rate, states[name] = tokens_per_s(model, data, states[name])
+            rates[name].append(rate)
+    medians = {name: statistics.median(r) for name, r in rates.items()}
+    flops = train_flops_per_token(cell, hidden, VOCAB)
+    for name, rate in medians.items():
+        print(
+            f"  {name:<10} {rate / 1000:8.1f} k tok/s  {rate * flops / 1e9:6.1f} GFLOP/s"
+            f"  (blocks: {', '.join(f'{r / 1000:.1f}' for r in rates[name])})"
+        )
+    return medians
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--blocks", type=int, default=5, help="alternating blocks per contender")
+    parser.add_argument("--batches", type=int, default=8, help="batches per block")
+    parser.add_argument("--hidden", type=int, default=512)
+    parser.add_argument("--batch", type=int, default=32)
+    parser.add_argument("--cells", default="rnn,gru,lstm")
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(0)
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, float32, CPU")
+    peak = matmul_gflops(4096, 4096, 4096)
+    skinny = matmul_gflops(args.batch, args.hidden, args.hidden)
+    print(
+        f"matrix-product peak: {peak:.1f} GFLOP/s (4096^3), "
+        f"{skinny:.1f} GFLOP/s ({args.batch}x{args.hidden}x{args.hidden})"
+    )
+    h, v = args.hidden, VOCAB
+    print(f"sizes: hidden {h}, batch {args.batch}, steps {STEPS}, vocabulary {v}, SGD lr 1, clip 1")
+    ratios = []
+    for cell in args.cells.split(","):
+        print(f"{cell}:")
+        contenders = {"ours": Ours(cell, v, h), f"nn.{cell.upper()}": PlainTorch(cell, v, h)}
+        if cell == "rnn":
+            contenders["d2l"] = D2LScratch(v, h)
+        m = compare(contenders, cell, h, args.batch, args.blocks, args.batches)
+        plain = m[f"nn.{cell.upper()}"]
+        ratios.append(f"{cell} ours / nn.{cell.upper()} = {m['ours'] / plain:.2f} (target 0.95)")
+        if cell == "rnn":
+            ratios.append(f"rnn ours / d2l scratch = {m['ours'] / m['d2l']:.2f} (target 1.2)")
+    print("ratios:")
+    for line in ratios:
+        print("  " + line)
+
+
+if __name__ == "__main__":
+    main()

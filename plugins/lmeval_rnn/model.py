@@ -1,0 +1,412 @@
+"""The ``rnn`` model: d2l's character RNN (8.4-8.6), GRU and LSTM, scored with full context.
+
+torch is imported inside the methods, so that loading the plugin (``lmeval --help``)
+does not pay for it.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from contextlib import contextmanager, nullcontext
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+import lmeval
+
+CHECKPOINT_FORMAT = "lmeval-rnn/1"
+#: Tokens per forward call when scoring: long enough to keep the kernels busy.
+SCORE_CHUNK = 4096
+#: Validation carved from the end of the training ids when none is given.
+VALID_FRACTION = 0.05
+VALID_MAX_TOKENS = 50_000
+
+_BUDGET = re.compile(r"^\s*(\d+(?:\.\d*)?|\.\d+)\s*([a-z]*)\s*$", re.IGNORECASE)
+_TIME_UNITS = {"s": 1, "sec": 1, "m": 60, "min": 60, "h": 3600}
+_TOKEN_UNITS = {"tok": 1, "ktok": 10**3, "mtok": 10**6, "gtok": 10**9}
+
+
+def parse_budget(text: str) -> str:
+    """A budget as the user types it (``60s``, ``2m``, ``1h``, ``5Mtok``, ``none``), normalised.
+
+    Returns ``"none"``, ``"<seconds>s"`` or ``"<tokens>tok"``; raises ValueError otherwise.
+    """
+    low = text.strip().lower()
+    if low in {"", "none", "0"}:
+        return "none"
+    m = _BUDGET.match(low)
+    if m is None or (m.group(2) not in _TIME_UNITS and m.group(2) not in _TOKEN_UNITS):
+        raise ValueError(
+            "expected a time like 60s, 2m, 1h or a token count like 500ktok, 5Mtok (or none)"
+        )
+    amount, unit = float(m.group(1)), m.group(2)
+    if amount <= 0:
+        raise ValueError("a budget must be positive (or none)")
+    if unit in _TIME_UNITS:
+        return f"{amount * _TIME_UNITS[unit]:g}s"
+    return f"{int(amount * _TOKEN_UNITS[unit])}tok"
+
+
+def budget_limits(budget: str) -> tuple[float | None, int | None]:
+    """``(seconds, tokens)`` of a normalised budget; ``None`` where it sets no limit."""
+    budget = parse_budget(budget)
+    if budget.endswith("tok"):
+        return None, int(budget[:-3])
+    if budget.endswith("s"):
+        return float(budget[:-1]), None
+    return None, None
+
+
+def _device_check(value: str) -> str | None:
+    if re.fullmatch(r"auto|cpu|mps|cuda(:\d+)?", value):
+        return None
+    return "expected auto, cpu, cuda, cuda:N or mps"
+
+
+P = lmeval.Param
+PARAMS = (
+    P(
+        "cell",
+        str,
+        "lstm",
+        "recurrent cell: rnn (d2l's tanh cell), gru, lstm",
+        ("rnn", "gru", "lstm"),
+    ),
+    P("hidden", int, 512, "hidden units per layer", check=lmeval.at_least(1)),
+    P("layers", int, 1, "stacked recurrent layers", check=lmeval.at_least(1)),
+    P(
+        "dropout",
+        float,
+        0.0,
+        "dropout between layers and before the output",
+        check=lmeval.in_range(0, 0.9),
+    ),
+    P(
+        "embedding",
+        int,
+        0,
+        "input embedding size; 0 = one-hot input as in d2l",
+        check=lmeval.at_least(0),
+    ),
+    P("steps", int, 64, "truncated back-propagation length (tokens)", check=lmeval.at_least(1)),
+    P("batch", int, 64, "sequences per batch", check=lmeval.at_least(1)),
+    P("optimizer", str, "adam", "sgd (as d2l), adam or adamw", ("sgd", "adam", "adamw")),
+    P("lr", float, 0.0, "learning rate; 0 = sgd 1, adam/adamw 2e-3", check=lmeval.at_least(0)),
+    P(
+        "schedule",
+        str,
+        "cosine",
+        "cosine: decay over the budget/epochs; plateau: halve when validation stalls",
+        ("cosine", "plateau"),
+    ),
+    P("clip", float, 1.0, "gradient-norm clipping (0 = off)", check=lmeval.at_least(0)),
+    P("epochs", int, 50, "most passes over the training ids", check=lmeval.at_least(1)),
+    P(
+        "budget",
+        str,
+        "180s",
+        "training budget: time (60s, 2m) or tokens (5Mtok), or none",
+        parse=parse_budget,
+    ),
+    P(
+        "partition",
+        str,
+        "sequential",
+        "batches as d2l's iterators: sequential (state carried) or random",
+        ("sequential", "random"),
+    ),
+    P(
+        "patience",
+        int,
+        3,
+        "epochs without validation gain before stopping (0 = never)",
+        check=lmeval.at_least(0),
+    ),
+    P("seed", int, 0, "random seed: same seed and device, same numbers"),
+    P(
+        "device",
+        str,
+        "auto",
+        "auto (CUDA, then MPS, then CPU), cpu, cuda, cuda:N, mps",
+        check=_device_check,
+    ),
+    P("precision", str, "fp32", "fp32, or bf16 autocast (GPU only)", ("fp32", "bf16")),
+    P("threads", int, 0, "torch CPU threads (0 = torch's default)", check=lmeval.at_least(0)),
+)
+
+
+def resolve_device(name: str):
+    """The torch device for a ``device`` parameter; LmevalError when it is not available."""
+    import torch
+
+    if name == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        mps = getattr(torch.backends, "mps", None)
+        if mps is not None and mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    if name.startswith("cuda"):
+        if not torch.cuda.is_available():
+            raise lmeval.LmevalError(
+                f"device={name}: torch sees no CUDA GPU here; use device=auto or device=cpu"
+            )
+        index = int(name.partition(":")[2] or 0)
+        if index >= torch.cuda.device_count():
+            raise lmeval.LmevalError(
+                f"device={name}: only {torch.cuda.device_count()} CUDA device(s) here"
+            )
+    if name == "mps":
+        mps = getattr(torch.backends, "mps", None)
+        if mps is None or not mps.is_available():
+            raise lmeval.LmevalError("device=mps: Apple MPS is not available; use device=auto")
+    return torch.device(name)
+
+
+@contextmanager
+def _threads(count: int):
+    import torch
+
+    if not count:
+        yield
+        return
+    before = torch.get_num_threads()
+    torch.set_num_threads(count)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+class RNN(lmeval.LanguageModel):
+    """d2l's character RNN, GRU or LSTM, trained with truncated BPTT.
+
+    The hidden state runs through the whole scored text (lines included: the
+    end-of-line id is an ordinary token), so every token is conditioned on
+    everything before it. The first token is predicted from the zero state
+    after a start input (the end-of-line id, or ``<unk>`` without lines).
+    """
+
+    name = "rnn"
+    description = "character RNN of d2l 8.4-8.6 (tanh cell, GRU, LSTM), truncated BPTT, torch"
+    params = PARAMS
+    # a bare `lmeval compare` should finish in about a minute
+    recommended = "rnn:budget=60s"
+
+    def __init__(self, vocab: lmeval.Vocabulary, **params: Any) -> None:
+        super().__init__(vocab, **params)
+        self._net = None
+        self._device = None
+        self._facts: dict[str, Any] = {}
+        self.history: list[dict[str, Any]] = []
+
+    # -- set-up ------------------------------------------------------------
+
+    @property
+    def start_id(self) -> int:
+        """The input before the first token: a text starts as if after a line end."""
+        eos = self.vocab.eos_id
+        return self.vocab.unk_id if eos is None else eos
+
+    def _build(self, device) -> None:
+        from .cells import CharNet
+
+        c = self.config
+        net = CharNet(
+            len(self.vocab), c["cell"], c["hidden"], c["layers"], c["embedding"], c["dropout"]
+        )
+        self._net = net.to(device)
+        self._device = device
+
+    def _autocast(self):
+        import torch
+
+        if self.config["precision"] == "bf16":
+            return lambda: torch.autocast(self._device.type, dtype=torch.bfloat16)
+        return nullcontext
+
+    def _ids(self, ids: np.ndarray, what: str):
+        import torch
+
+        arr = np.asarray(ids, dtype=np.int64).reshape(-1)
+        if len(arr) and (arr.min() < 0 or arr.max() >= len(self.vocab)):
+            raise lmeval.LmevalError(
+                f"{what} contains ids outside the vocabulary of {len(self.vocab)} tokens"
+            )
+        return torch.as_tensor(arr, device=self._device)
+
+    def _require_net(self):
+        if self._net is None:
+            raise lmeval.LmevalError("the rnn model is not trained: call fit() or load() first")
+        return self._net
+
+    # -- training ----------------------------------------------------------
+
+    def fit(self, train_ids: np.ndarray, valid_ids: np.ndarray | None = None) -> None:
+        import torch
+
+        from .training import Limits, train
+
+        c = self.config
+        if c["precision"] == "bf16" and resolve_device(c["device"]).type == "cpu":
+            raise lmeval.UsageError("precision=bf16 needs a GPU; use precision=fp32 on the CPU")
+        device = resolve_device(c["device"])
+        train_ids = np.asarray(train_ids, dtype=np.int64)
+        if valid_ids is None or len(valid_ids) < 2:
+            n_valid = min(VALID_MAX_TOKENS, max(2, int(len(train_ids) * VALID_FRACTION)))
+            train_ids, valid_ids = train_ids[:-n_valid], train_ids[-n_valid:]
+        if len(train_ids) < 2:
+            raise lmeval.LmevalError("the training text is too short for the rnn model")
+        seconds, tokens = budget_limits(c["budget"])
+        limits = Limits(epochs=c["epochs"], seconds=seconds, tokens=tokens)
+        fork = [device.index or 0] if device.type == "cuda" else []
+        with _threads(c["threads"]), torch.random.fork_rng(devices=fork):
+            torch.manual_seed(c["seed"])
+            self._build(device)
+            outcome = train(
+                self._net,
+                self._ids(train_ids, "the training text"),
+                self._ids(valid_ids, "the validation text"),
+                c,
+                limits,
+                self.start_id,
+                self._autocast(),
+            )
+            used_threads = torch.get_num_threads()
+        self.history = outcome.history
+        self._facts = {
+            "device": str(device),
+            "threads": used_threads if device.type == "cpu" else None,
+            "stop_reason": outcome.stop_reason,
+            "best_epoch": outcome.best_epoch,
+            "tokens_trained": outcome.tokens,
+            "train_seconds": round(outcome.seconds, 3),
+        }
+
+    # -- scoring -----------------------------------------------------------
+
+    def _logits(self, inputs, state, chunk: int):
+        """Run ``inputs`` (1-D ids) through the network ``chunk`` tokens at a time."""
+        import torch
+
+        net = self._require_net()
+        net.eval()
+        pieces = []
+        with torch.no_grad(), _threads(self.config["threads"]):
+            for s in range(0, len(inputs), chunk):
+                logits, state = net(inputs[s : s + chunk].view(-1, 1), state)
+                pieces.append(torch.log_softmax(logits[:, 0].float(), dim=-1))
+        return pieces, state
+
+    def _score(self, ids: np.ndarray, chunk: int) -> np.ndarray:
+        import torch
+
+        self._require_net()
+        target = self._ids(ids, "the scored text")
+        if len(target) == 0:
+            return np.zeros(0, dtype=np.float64)
+        inputs = torch.cat([target.new_full((1,), self.start_id), target[:-1]])
+        pieces, _ = self._logits(inputs, None, chunk)
+        logp = torch.cat(pieces).gather(1, target.view(-1, 1))[:, 0]
+        return logp.double().cpu().numpy()
+
+    def score(self, ids: np.ndarray) -> np.ndarray:
+        """``log p(ids[i] | ids[:i])``, the state carried through the whole sequence."""
+        return self._score(ids, SCORE_CHUNK)
+
+    def _after(self, context_ids: np.ndarray):
+        """Log-probabilities (float32 tensor) after the context, and the state there."""
+        import torch
+
+        self._require_net()
+        context = self._ids(context_ids, "the context")
+        inputs = torch.cat([context.new_full((1,), self.start_id), context])
+        pieces, state = self._logits(inputs, None, SCORE_CHUNK)
+        return pieces[-1][-1], state
+
+    def next_token_logprobs(self, context_ids: np.ndarray) -> np.ndarray:
+        logp, _ = self._after(context_ids)
+        return logp.double().cpu().numpy()
+
+    def generate(
+        self, prefix_ids: np.ndarray, n: int, temperature: float = 1.0, seed: int = 0
+    ) -> np.ndarray:
+        """Warm the state up on the prefix once, then sample one token per step."""
+        import torch
+
+        rng = np.random.default_rng(seed)
+        logp, state = self._after(prefix_ids)
+        out: list[int] = []
+        for _ in range(n):
+            out.append(lmeval.sample_id(logp.double().cpu().numpy(), temperature, rng))
+            step = torch.tensor([out[-1]], device=self._device)
+            pieces, state = self._logits(step, state, 1)
+            logp = pieces[-1][-1]
+        return np.asarray(out, dtype=np.int64)
+
+    # -- facts -------------------------------------------------------------
+
+    @property
+    def num_params(self) -> int | None:
+        if self._net is None:
+            return None
+        return sum(p.numel() for p in self._net.parameters() if p.requires_grad)
+
+    def details(self) -> dict[str, Any]:
+        return {**self._facts, "history": self.history}
+
+    # -- checkpoints -------------------------------------------------------
+
+    def save(self, path: Path) -> None:
+        import torch
+
+        net = self._require_net()
+        checkpoint = {
+            "format": CHECKPOINT_FORMAT,
+            "config": dict(self.config),
+            "vocab": self.vocab.to_dict(),
+            "state": {k: v.detach().cpu() for k, v in net.state_dict().items()},
+            "history": self.history,
+            "facts": self._facts,
+        }
+        with lmeval.atomic_write(path, "wb") as handle:
+            torch.save(checkpoint, handle)
+
+    @classmethod
+    def load(cls, path: Path) -> RNN:
+        import torch
+
+        path = Path(path)
+        if not path.is_file():
+            raise lmeval.LmevalError(f"rnn checkpoint not found: {path}")
+        try:
+            data = torch.load(path, map_location="cpu", weights_only=True)
+        except Exception as exc:  # torch raises many kinds for a damaged file
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise lmeval.LmevalError(
+                f"{path} is not a readable rnn checkpoint ({first[:120]})"
+            ) from None
+        if not isinstance(data, dict) or data.get("format") != CHECKPOINT_FORMAT:
+            raise lmeval.LmevalError(f"{path} is not an rnn checkpoint ({CHECKPOINT_FORMAT})")
+        try:
+            model = cls(lmeval.Vocabulary.from_dict(data["vocab"]), **data["config"])
+            try:
+                device = resolve_device(model.config["device"])
+            except lmeval.LmevalError:  # trained on a device this machine lacks
+                device = resolve_device("auto")
+            model._build(device)
+            model._net.load_state_dict(data["state"])
+        except (KeyError, TypeError, ValueError, RuntimeError) as exc:
+            detail = str(exc).strip().splitlines()[0][:120] if str(exc).strip() else ""
+            raise lmeval.LmevalError(f"{path} is a damaged rnn checkpoint ({detail})") from None
+        model._net.eval()
+        model.history = list(data.get("history", []))
+        model._facts = {**dict(data.get("facts", {})), "device": str(device)}
+        return model
+
+
+def bits_per_token(logp: np.ndarray) -> float:
+    """Mean bits per predicted token of natural-log probabilities (for benchmarks)."""
+    return float(-np.mean(logp) / math.log(2))

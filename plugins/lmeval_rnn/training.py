@@ -1,0 +1,307 @@
+"""Training: batches as d2l's two iterators, truncated BPTT, validation, stopping.
+
+Imports torch at import time: the plugin imports this module lazily.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import signal
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager, nullcontext
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+import lmeval
+
+from .cells import detach_state
+
+#: The learning rate each optimizer gets when ``lr=0`` (automatic).
+DEFAULT_LR = {"sgd": 1.0, "adam": 2e-3, "adamw": 2e-3}
+#: Cosine schedules end at this fraction of the starting rate.
+FINAL_LR_FRACTION = 0.02
+
+
+def sequential_batches(
+    data: torch.Tensor, batch: int, steps: int, rng: np.random.Generator
+) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """d2l's ``seq_data_iter_sequential``: ``batch`` contiguous rows, read ``steps`` at a time.
+
+    Consecutive batches continue each row, so the state can be carried. Yields
+    time-major ``(x, y)`` pairs of shape ``(T, B)``, ``y`` being ``x`` shifted by one.
+    """
+    offset = int(rng.integers(0, min(steps, len(data) - 1)))
+    usable = len(data) - 1 - offset
+    rows = max(1, min(batch, usable // max(1, steps)))
+    cols = usable // rows
+    xs = data[offset : offset + rows * cols].view(rows, cols)
+    ys = data[offset + 1 : offset + 1 + rows * cols].view(rows, cols)
+    for start in range(0, cols, steps):
+        yield xs[:, start : start + steps].t(), ys[:, start : start + steps].t()
+
+
+def random_batches(
+    data: torch.Tensor, batch: int, steps: int, rng: np.random.Generator
+) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """d2l's ``seq_data_iter_random``: shuffled subsequences, each batch from the zero state."""
+    steps = max(1, min(steps, len(data) - 1))
+    offset = int(rng.integers(0, min(steps, len(data) - steps)))
+    count = (len(data) - 1 - offset) // steps
+    starts = offset + steps * rng.permutation(count)
+    window = torch.arange(steps, device=data.device)
+    for i in range(0, count, batch):
+        index = (
+            torch.as_tensor(starts[i : i + batch], device=data.device)[None, :] + window[:, None]
+        )
+        yield data[index], data[index + 1]
+
+
+def count_batches(length: int, batch: int, steps: int, partition: str) -> int:
+    """About how many batches one epoch has (for the progress bar)."""
+    if partition == "random":
+        return max(1, math.ceil((length - 1) // max(1, steps) / batch))
+    rows = max(1, min(batch, (length - 1) // max(1, steps)))
+    return max(1, math.ceil((length - 1) // rows / steps))
+
+
+@dataclass
+class Limits:
+    """When to stop: epochs, and an optional wall-clock or token budget."""
+
+    epochs: int
+    seconds: float | None = None
+    tokens: int | None = None
+
+    def fraction(self, epoch_fraction: float, seconds: float, tokens: int) -> float:
+        """How far through the training run we are, 0..1, by whichever limit binds first."""
+        parts = [epoch_fraction / self.epochs]
+        if self.seconds:
+            parts.append(seconds / self.seconds)
+        if self.tokens:
+            parts.append(tokens / self.tokens)
+        return min(1.0, max(parts))
+
+
+@dataclass
+class Outcome:
+    history: list[dict[str, Any]] = field(default_factory=list)
+    stop_reason: str = ""
+    tokens: int = 0
+    seconds: float = 0.0
+    best_epoch: int = 0
+
+
+@contextmanager
+def sigint_stops(flag: dict[str, str]) -> Iterator[None]:
+    """While training, Ctrl-C asks to stop at the end of the batch; a second one aborts.
+
+    Installed only in the main thread (signal handlers live there), and the
+    previous handler is restored afterwards.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.getsignal(signal.SIGINT)
+
+    def handler(signum, frame):
+        if flag.get("stop") == "interrupted":
+            signal.signal(signal.SIGINT, previous)
+            raise KeyboardInterrupt
+        flag["stop"] = "interrupted"
+
+    signal.signal(signal.SIGINT, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def make_optimizer(name: str, params, lr: float) -> torch.optim.Optimizer:
+    if name == "sgd":
+        return torch.optim.SGD(params, lr=lr)
+    if name == "adam":
+        return torch.optim.Adam(params, lr=lr)
+    return torch.optim.AdamW(params, lr=lr, weight_decay=0.01)
+
+
+def train_step(net, optimizer, params, x, y, state, clip: float, autocast=nullcontext):
+    """One truncated-BPTT update on time-major ``x``/``y``; returns the mean loss and new state."""
+    with autocast():
+        logits, state = net(x, state)
+        loss = F.cross_entropy(logits.reshape(-1, net.vocab).float(), y.reshape(-1))
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    if clip > 0:
+        torch.nn.utils.clip_grad_norm_(params, clip)
+    optimizer.step()
+    return loss.detach(), state
+
+
+def mean_nll(net, data: torch.Tensor, start_id: int, rows: int = 16, chunk: int = 512) -> float:
+    """Mean negative log-likelihood (nats) of ``data``, read as ``rows`` parallel streams.
+
+    Each stream carries its state through its part of the text; the first
+    token of each is predicted after ``start_id`` from the zero state, as
+    :meth:`score` does for a whole text. Used for validation, where reading
+    several streams at once is much faster than one and differs only at the
+    stream starts.
+    """
+    rows = max(1, min(rows, len(data) // 64))
+    cols = len(data) // rows
+    targets = data[: rows * cols].view(rows, cols).t()
+    inputs = torch.cat([targets.new_full((1, rows), start_id), targets[:-1]])
+    total = 0.0
+    state = None
+    with torch.no_grad():
+        for s in range(0, cols, chunk):
+            logits, state = net(inputs[s : s + chunk], state)
+            loss = F.cross_entropy(
+                logits.float().reshape(-1, logits.shape[-1]),
+                targets[s : s + chunk].reshape(-1),
+                reduction="sum",
+            )
+            total += float(loss)
+    return total / (rows * cols)
+
+
+def train(
+    net,
+    train_data: torch.Tensor,
+    valid_data: torch.Tensor,
+    config: dict[str, Any],
+    limits: Limits,
+    start_id: int,
+    autocast,
+) -> Outcome:
+    """Train ``net`` in place; on return it holds the state of the best validation epoch."""
+    rng = np.random.default_rng(config["seed"])
+    lr0 = config["lr"] or DEFAULT_LR[config["optimizer"]]
+    params = [p for p in net.parameters() if p.requires_grad]
+    optimizer = make_optimizer(config["optimizer"], params, lr0)
+    batches = random_batches if config["partition"] == "random" else sequential_batches
+    per_epoch = count_batches(
+        len(train_data), config["batch"], config["steps"], config["partition"]
+    )
+    outcome = Outcome()
+    best = math.inf
+    best_state = None
+    stale = 0
+    lr = lr0
+    flag: dict[str, str] = {}
+    began = time.perf_counter()
+    valid_seconds = 0.0
+    if limits.seconds:
+        total, unit = limits.seconds, "s"
+    elif limits.tokens:
+        total, unit = limits.tokens, "tok"
+    else:
+        total, unit = limits.epochs * per_epoch, "batch"
+
+    with lmeval.progress("train rnn", total=total) as bar, sigint_stops(flag):
+        for epoch in range(1, limits.epochs + 1):
+            net.train()
+            state = None
+            loss_sum = torch.zeros((), device=train_data.device)
+            tokens = 0
+            epoch_began = time.perf_counter()
+            last_shown = epoch_began
+            for done, (x, y) in enumerate(
+                batches(train_data, config["batch"], config["steps"], rng)
+            ):
+                if config["schedule"] == "cosine":
+                    f = limits.fraction(
+                        epoch - 1 + done / per_epoch,
+                        time.perf_counter() - began + valid_seconds,
+                        outcome.tokens + tokens,
+                    )
+                    lr = lr0 * (
+                        FINAL_LR_FRACTION
+                        + (1 - FINAL_LR_FRACTION) * 0.5 * (1 + math.cos(math.pi * f))
+                    )
+                    for group in optimizer.param_groups:
+                        group["lr"] = lr
+                state = None if config["partition"] == "random" else detach_state(state)
+                loss, state = train_step(
+                    net, optimizer, params, x, y, state, config["clip"], autocast
+                )
+                loss_sum += loss * y.numel()
+                tokens += y.numel()
+                now = time.perf_counter()
+                elapsed = now - began
+                if limits.seconds and elapsed + valid_seconds >= limits.seconds:
+                    flag.setdefault("stop", "budget")
+                if limits.tokens and outcome.tokens + tokens >= limits.tokens:
+                    flag.setdefault("stop", "budget")
+                if unit == "batch":
+                    bar.update(advance=1)
+                if now - last_shown > 0.5 or "stop" in flag:
+                    last_shown = now
+                    if unit == "s":
+                        bar.update(completed=min(elapsed, total))
+                    elif unit == "tok":
+                        bar.update(completed=min(outcome.tokens + tokens, total))
+                    rate = tokens / max(now - epoch_began, 1e-9)
+                    train_ppl = math.exp(min(float(loss_sum) / tokens, 50.0))
+                    bar.update(
+                        info=f"epoch {epoch} train ppl {train_ppl:.2f}"
+                        + (
+                            f" valid ppl {outcome.history[-1]['valid_ppl']:.2f}"
+                            if outcome.history
+                            else ""
+                        )
+                        + f" {rate / 1000:.0f}k tok/s"
+                    )
+                if "stop" in flag:
+                    break
+            train_seconds = time.perf_counter() - epoch_began
+            net.eval()
+            valid_began = time.perf_counter()
+            with autocast():
+                valid_nll = mean_nll(net, valid_data, start_id)
+            # the next validation will take about as long: keep it inside a time budget
+            valid_seconds = time.perf_counter() - valid_began
+            outcome.tokens += tokens
+            row = {
+                "epoch": epoch,
+                "train_ppl": math.exp(min(float(loss_sum) / max(tokens, 1), 50.0)),
+                "valid_ppl": math.exp(min(valid_nll, 50.0)),
+                "tokens": tokens,
+                "tokens_per_s": tokens / max(train_seconds, 1e-9),
+                "seconds": train_seconds + valid_seconds,
+                "lr": lr,
+            }
+            outcome.history.append(row)
+            if valid_nll < best:
+                best, stale = valid_nll, 0
+                best_state = copy.deepcopy(net.state_dict())
+                outcome.best_epoch = epoch
+            else:
+                stale += 1
+                if config["schedule"] == "plateau":
+                    lr /= 2
+                    for group in optimizer.param_groups:
+                        group["lr"] = lr
+            bar.update(
+                info=f"epoch {epoch} train ppl {row['train_ppl']:.2f} valid ppl "
+                f"{row['valid_ppl']:.2f} {row['tokens_per_s'] / 1000:.0f}k tok/s"
+            )
+            if "stop" in flag:
+                break
+            if config["patience"] and stale >= config["patience"]:
+                flag["stop"] = "early stopping"
+                break
+        else:
+            flag.setdefault("stop", "epochs")
+    if best_state is not None:
+        net.load_state_dict(best_state)
+    net.eval()
+    outcome.stop_reason = flag["stop"]
+    outcome.seconds = time.perf_counter() - began
+    return outcome

@@ -1,0 +1,290 @@
+"""The rnn plugin: d2l's cell by hand, exact scoring, checkpoints, training paths.
+
+Sizes are tiny so the whole file runs in seconds; the quality of training is
+measured by ``benchmarks/rnn_quality.py``, not here.
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+from contextlib import contextmanager
+
+import lmeval_rnn.model as rnn_model
+import numpy as np
+import pytest
+import torch
+from lmeval_rnn import RNN
+from lmeval_rnn.model import parse_budget
+
+import lmeval
+
+TEXT = "".join(
+    f"the time traveller {w} {i % 7} times.\n"
+    for i, w in enumerate(["said", "smiled", "went", "came"] * 12)
+)
+TINY = {"hidden": 12, "steps": 8, "batch": 4, "epochs": 2, "budget": "none", "threads": 1}
+
+
+@pytest.fixture(scope="module")
+def data():
+    tok = lmeval.CharTokenizer()
+    vocab = tok.fit(TEXT)
+    return tok, vocab, tok.encode(TEXT)
+
+
+def fitted(data, **params) -> RNN:
+    _, vocab, ids = data
+    model = RNN(vocab, **{**TINY, **params})
+    model.fit(ids)
+    return model
+
+
+@pytest.fixture(scope="module", params=["rnn", "gru", "lstm"])
+def trained(request, data) -> RNN:
+    return fitted(data, cell=request.param, layers=2 if request.param == "lstm" else 1)
+
+
+def test_rnn_cell_one_step_by_hand(data):
+    """d2l 8.5: H_1 = tanh(X_1 W_xh + H_0 W_hh + b_h), O_1 = H_1 W_hq + b_q, H_0 = 0."""
+    _, vocab, ids = data
+    model = fitted(data, cell="rnn", epochs=1)
+    sd = {k: v.double().numpy() for k, v in model._net.state_dict().items()}
+    w_xh, w_hh, b_h = sd["core.W_xh.0"], sd["core.W_hh.0"], sd["core.b_h.0"]
+    w_hq, b_q = sd["head.W_hq"], sd["head.b_q"]
+    assert w_xh.shape == (len(vocab), 12) and w_hq.shape == (12, len(vocab))
+
+    def log_softmax(o):
+        return o - np.log(np.exp(o - o.max()).sum()) - o.max()
+
+    h0 = np.zeros(12)
+    h1 = np.tanh(np.eye(len(vocab))[vocab.eos_id] @ w_xh + h0 @ w_hh + b_h)  # start input
+    h2 = np.tanh(np.eye(len(vocab))[ids[0]] @ w_xh + h1 @ w_hh + b_h)
+    expected = [log_softmax(h1 @ w_hq + b_q)[ids[0]], log_softmax(h2 @ w_hq + b_q)[ids[1]]]
+    np.testing.assert_allclose(model.score(ids[:2]), expected, atol=1e-6)
+
+
+def test_d2l_initialisation(data):
+    _, vocab, _ = data
+    model = RNN(vocab, cell="rnn", hidden=200)
+    model._build(torch.device("cpu"))
+    sd = model._net.state_dict()
+    assert float(sd["core.W_hh.0"].std()) == pytest.approx(0.01, rel=0.05)
+    assert not sd["core.b_h.0"].any() and not sd["head.b_q"].any()
+    assert model.num_params == len(vocab) * 200 + 200 * 200 + 200 + 200 * len(vocab) + len(vocab)
+
+
+def test_chunked_scoring_equals_one_token_at_a_time(trained, data, monkeypatch):
+    _, _, ids = data
+    one_by_one = trained._score(ids[:300], chunk=1)
+    np.testing.assert_allclose(trained.score(ids[:300]), one_by_one, atol=1e-5)
+    monkeypatch.setattr(rnn_model, "SCORE_CHUNK", 7)  # chunk borders carry the state
+    np.testing.assert_allclose(trained.score(ids[:300]), one_by_one, atol=1e-5)
+    assert trained.score(ids[:300]).dtype == np.float64
+
+
+def test_score_is_the_next_token_distribution(trained, data):
+    """out[i] = log p(ids[i] | ids[:i]); every distribution sums to one, the first too."""
+    _, _, ids = data
+    logp = trained.score(ids[:60])
+    for i in (0, 1, 17, 59):
+        dist = trained.next_token_logprobs(ids[:i])
+        assert np.exp(dist).sum() == pytest.approx(1.0, abs=1e-5)
+        assert dist[ids[i]] == pytest.approx(logp[i], abs=1e-5)
+    assert np.all(logp <= 0) and np.all(np.isfinite(logp))
+    assert len(trained.score(ids[:0])) == 0
+
+
+def test_stream_mode_starts_from_unk(data):
+    tok = lmeval.CharTokenizer(lines=False)
+    vocab = tok.fit(TEXT)
+    model = RNN(vocab, **{**TINY, "epochs": 1})
+    model.fit(tok.encode(TEXT))
+    assert model.start_id == vocab.unk_id
+    assert np.exp(model.next_token_logprobs(np.array([], dtype=np.int64))).sum() == (
+        pytest.approx(1.0, abs=1e-5)
+    )
+
+
+def test_save_load_same_scores_and_weights_only(trained, data, tmp_path):
+    _, vocab, ids = data
+    path = tmp_path / "model.pt"
+    trained.save(path)
+    raw = torch.load(path, weights_only=True)  # no arbitrary pickles inside
+    assert raw["vocab"] == vocab.to_dict() and raw["config"]["cell"] == trained.config["cell"]
+    loaded = RNN.load(path)
+    np.testing.assert_array_equal(loaded.score(ids[:200]), trained.score(ids[:200]))
+    assert loaded.history == trained.history and loaded.vocab == vocab
+    assert loaded.num_params == trained.num_params
+
+
+def test_damaged_checkpoints_are_one_line_errors(trained, tmp_path):
+    path = tmp_path / "model.pt"
+    trained.save(path)
+    path.write_bytes(path.read_bytes()[:100])
+    with pytest.raises(lmeval.LmevalError, match="not a readable rnn checkpoint"):
+        RNN.load(path)
+    path.write_bytes(b"hello")
+    with pytest.raises(lmeval.LmevalError):
+        RNN.load(path)
+    with open(path, "wb") as handle:
+        torch.save({"format": "something else"}, handle)
+    with pytest.raises(lmeval.LmevalError, match="not an rnn checkpoint"):
+        RNN.load(path)
+    with pytest.raises(lmeval.LmevalError, match="not found"):
+        RNN.load(tmp_path / "missing.pt")
+
+
+def test_same_seed_same_numbers(data):
+    _, _, ids = data
+    a, b = fitted(data, cell="gru", seed=3), fitted(data, cell="gru", seed=3)
+    np.testing.assert_array_equal(a.score(ids[:100]), b.score(ids[:100]))
+    c = fitted(data, cell="gru", seed=4)
+    assert not np.array_equal(a.score(ids[:100]), c.score(ids[:100]))
+
+
+def test_generate_greedy_and_seeded(trained, data):
+    tok, _, ids = data
+    prefix = tok.encode("the time")[:-1]
+    greedy = trained.generate(prefix, 20, temperature=0)
+    assert len(greedy) == 20 and greedy.dtype == np.int64
+    # greedy = the argmax of the next-token distribution after each prefix
+    assert greedy[0] == int(np.argmax(trained.next_token_logprobs(prefix)))
+    assert greedy[1] == int(np.argmax(trained.next_token_logprobs(np.r_[prefix, greedy[:1]])))
+    a = trained.generate(prefix, 30, temperature=0.8, seed=1)
+    np.testing.assert_array_equal(a, trained.generate(prefix, 30, temperature=0.8, seed=1))
+
+
+def test_history_and_details_are_json(trained):
+    details = json.loads(json.dumps(trained.details()))
+    assert details["device"] == "cpu" and details["threads"] == 1
+    assert details["stop_reason"] in {"epochs", "early stopping"}
+    assert details["tokens_trained"] > 0
+    row = details["history"][0]
+    assert set(row) >= {"epoch", "train_ppl", "valid_ppl", "tokens_per_s", "seconds", "lr"}
+
+
+def test_random_partition_and_given_validation(data):
+    _, _, ids = data
+    model = fitted(data, partition="random", optimizer="sgd", schedule="plateau", epochs=3)
+    assert len(model.history) == 3
+    model.fit(ids[:1500], ids[1500:])
+    assert np.all(np.isfinite(model.score(ids[:50])))
+
+
+class FakeBar:
+    """Records progress updates; on the ``interrupt_at``-th one, Ctrl-C arrives."""
+
+    def __init__(self, interrupt_at: int | None = None) -> None:
+        self.updates: list[dict] = []
+        self.interrupt_at = interrupt_at
+        self.opened: list[tuple] = []
+
+    def update(self, **fields) -> None:
+        self.updates.append(fields)
+        if len(self.updates) == self.interrupt_at:
+            signal.raise_signal(signal.SIGINT)
+
+    @contextmanager
+    def __call__(self, description, total=None):
+        self.opened.append((description, total))
+        yield self
+
+
+def test_progress_reports_epochs_and_speed(data, monkeypatch):
+    bar = FakeBar()
+    monkeypatch.setattr(lmeval, "progress", bar)
+    fitted(data, epochs=3, patience=0)
+    assert bar.opened == [("train rnn", bar.opened[0][1])]
+    infos = [u["info"] for u in bar.updates if "info" in u]
+    assert any("epoch 3" in i and "valid ppl" in i and "tok/s" in i for i in infos)
+
+
+def test_ctrl_c_stops_at_end_of_batch_and_keeps_best(data, monkeypatch):
+    _, _, ids = data
+    before = signal.getsignal(signal.SIGINT)
+    bar = FakeBar(interrupt_at=3)
+    monkeypatch.setattr(lmeval, "progress", bar)
+    model = fitted(data, epochs=50, patience=0)
+    assert model.details()["stop_reason"] == "interrupted"
+    assert 1 <= len(model.history) < 50
+    assert np.all(np.isfinite(model.score(ids[:50])))
+    assert signal.getsignal(signal.SIGINT) is before  # handler restored
+
+
+def test_token_budget_stops_training(data):
+    model = fitted(data, budget="500tok", epochs=50)
+    assert model.details()["stop_reason"] == "budget"
+    assert 500 <= model.details()["tokens_trained"] < 500 + 4 * 8 + 1
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("60s", "60s"),
+        ("2m", "120s"),
+        ("1.5h", "5400s"),
+        ("90 sec", "90s"),
+        ("5Mtok", "5000000tok"),
+        ("500ktok", "500000tok"),
+        ("none", "none"),
+    ],
+)
+def test_budget_parsing(text, expected):
+    assert parse_budget(text) == expected
+
+
+@pytest.mark.parametrize("text", ["60", "abc", "5 parsecs", "-1s", "0s"])
+def test_bad_budgets(text, data):
+    _, vocab, _ = data
+    with pytest.raises(ValueError):
+        parse_budget(text)
+    with pytest.raises(lmeval.UsageError, match="budget"):
+        RNN(vocab, budget=text)
+
+
+@pytest.mark.parametrize(
+    "params",
+    [
+        {"cell": "transformer"},
+        {"hidden": 0},
+        {"dropout": 1.5},
+        {"optimizer": "rmsprop"},
+        {"device": "tpu"},
+        {"partition": "shuffled"},
+        {"precision": "fp8"},
+        {"hiden": 5},
+        {"steps": "many"},
+    ],
+)
+def test_bad_parameters_are_usage_errors(params, data):
+    _, vocab, _ = data
+    with pytest.raises(lmeval.UsageError):
+        RNN(vocab, **params)
+
+
+def test_unavailable_devices_say_what_to_do(data):
+    _, vocab, ids = data
+    if not torch.cuda.is_available():
+        with pytest.raises(lmeval.LmevalError, match="device=cuda.*device=auto"):
+            RNN(vocab, **{**TINY, "device": "cuda"}).fit(ids)
+    with pytest.raises(lmeval.UsageError, match="bf16"):
+        RNN(vocab, **{**TINY, "device": "cpu", "precision": "bf16"}).fit(ids)
+
+
+def test_unfitted_model_says_so(data):
+    _, vocab, ids = data
+    with pytest.raises(lmeval.LmevalError, match="not trained"):
+        RNN(vocab).score(ids)
+
+
+def test_importing_the_plugin_does_not_import_torch():
+    out = subprocess.run(
+        [sys.executable, "-X", "importtime", "-c", "import lmeval_rnn"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert "torch" not in out.stderr
