@@ -1,0 +1,242 @@
+"""The two registered models: ``ngram`` (estimated here) and ``arpa`` (read from a file)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+import lmeval
+
+from .arpa import BOS_WORD, EOS_WORD, UNK_WORD, read_arpa, spell, write_arpa
+from .counting import count_ngrams, pad
+from .smoothing import SMOOTHINGS, estimate
+from .tables import Tables
+
+_SENTENCES = lmeval.Param(
+    "sentences",
+    bool,
+    True,
+    "every line is a sentence: context restarts at <s> after each end-of-line token "
+    "(KenLM, SRILM); false: one stream with a single <s> at its start",
+)
+
+
+class _BackoffModel(lmeval.LanguageModel):
+    """Scoring, next-token distributions, saving and ARPA output over :class:`Tables`."""
+
+    def __init__(self, vocab: lmeval.Vocabulary, **params: Any) -> None:
+        super().__init__(vocab, **params)
+        self.tables: Tables | None = None
+        self._facts: dict[str, Any] = {}
+        self._to_internal: np.ndarray | None = None  # None: internal ids are our ids
+
+    # -- what a subclass provides -------------------------------------------------------
+    def _words(self) -> list[str]:
+        """ARPA spelling of every internal id."""
+        raise NotImplementedError
+
+    @property
+    def _sentences(self) -> bool:
+        return bool(self.config["sentences"]) and self.vocab.eos_id is not None
+
+    # -- scoring ------------------------------------------------------------------------
+    def _require(self) -> Tables:
+        if self.tables is None:
+            raise lmeval.LmevalError(f"model {self.name!r} is not fitted: call fit() first")
+        return self.tables
+
+    def _internal(self, ids: np.ndarray) -> np.ndarray:
+        ids = np.asarray(ids, dtype=np.int64)
+        if len(ids) and (ids.min() < 0 or ids.max() >= len(self.vocab)):
+            raise lmeval.UsageError(f"token ids must lie in 0..{len(self.vocab) - 1}")
+        return ids if self._to_internal is None else self._to_internal[ids]
+
+    def _internal_eos(self) -> int | None:
+        if not self._sentences:
+            return None
+        return int(self._internal(np.asarray([self.vocab.eos_id]))[0])
+
+    def score(self, ids: np.ndarray) -> np.ndarray:
+        tables = self._require()
+        internal = self._internal(ids)
+        if len(internal) == 0:
+            return np.zeros(0, dtype=np.float64)
+        seq, pos = pad(internal, self._internal_eos(), tables.bos)
+        return tables.score_padded(seq)[pos]
+
+    def next_token_logprobs(self, context_ids: np.ndarray) -> np.ndarray:
+        tables = self._require()
+        context = self._internal(context_ids)
+        eos = self._internal_eos()
+        if eos is not None and len(context):
+            ends = np.flatnonzero(np.asarray(context_ids) == self.vocab.eos_id)
+            if len(ends):
+                context = context[ends[-1] + 1 :]
+        history = np.concatenate([[tables.bos], context]).astype(np.int64)
+        return tables.next_logprobs(history, self._internal(np.arange(len(self.vocab))))
+
+    # -- facts ----------------------------------------------------------------------------
+    @property
+    def num_params(self) -> int | None:
+        return None if self.tables is None else int(sum(self.tables.sizes))
+
+    def details(self) -> dict[str, Any]:
+        out = dict(self._facts)
+        if self.tables is not None:
+            out["ngrams"] = {str(n): s for n, s in enumerate(self.tables.sizes, start=1)}
+        return out
+
+    # -- files ----------------------------------------------------------------------------
+    def write_arpa(self, path: str | Path) -> None:
+        """Write the model as an ARPA file, which KenLM and SRILM read."""
+        write_arpa(path, self._require(), self._words())
+
+    def save(self, path: Path) -> None:
+        """Write a compressed npz (or an ARPA file when ``path`` ends in ``.arpa``)."""
+        if str(path).endswith(".arpa"):
+            self.write_arpa(path)
+            return
+        arrays = self._require().to_arrays()
+        meta = {
+            "model": self.name,
+            "vocab": self.vocab.to_dict(),
+            "config": self.config,
+            "facts": self._facts,
+            "words": self._words() if self._to_internal is not None else None,
+        }
+        arrays["meta"] = np.array(json.dumps(meta))
+        if self._to_internal is not None:
+            arrays["to_internal"] = self._to_internal
+        with lmeval.atomic_write(path, "wb") as handle:
+            np.savez_compressed(handle, **arrays)
+
+    @classmethod
+    def load(cls, path: Path) -> _BackoffModel:
+        if str(path).endswith(".arpa"):
+            raise lmeval.UsageError(
+                f"{path} is an ARPA file: score it with the model arpa:path=FILE"
+            )
+        try:
+            with np.load(path, allow_pickle=False) as data:
+                meta = json.loads(str(data["meta"]))
+                tables = Tables.from_arrays(data)
+                to_internal = data["to_internal"] if "to_internal" in data.files else None
+        except (OSError, KeyError, ValueError) as exc:
+            raise lmeval.LmevalError(f"cannot load {path}: {exc}") from None
+        if meta.get("model") != cls.name:
+            raise lmeval.LmevalError(
+                f"{path} holds a {meta.get('model')!r} model, not {cls.name!r}"
+            )
+        model = cls.__new__(cls)
+        _BackoffModel.__init__(model, lmeval.Vocabulary.from_dict(meta["vocab"]), **meta["config"])
+        model.tables, model._facts, model._to_internal = tables, meta["facts"], to_internal
+        if meta.get("words") is not None:
+            model._arpa_words = meta["words"]
+        return model
+
+
+class NGram(_BackoffModel):
+    """N-gram model; ``smoothing=mkn`` reproduces KenLM's ``lmplz`` probabilities."""
+
+    name = "ngram"
+    description = (
+        "n-gram model with MLE, add-k, Witten-Bell, absolute discounting, Kneser-Ney and "
+        "modified Kneser-Ney (default; KenLM lmplz's probabilities) smoothing"
+    )
+    recommended = "ngram:order=5"
+    params = (
+        lmeval.Param(
+            "order", int, 5, "longest n-gram (context of order-1 tokens)", check=lmeval.at_least(1)
+        ),
+        lmeval.Param(
+            "smoothing",
+            str,
+            "mkn",
+            "mle, add-k, witten-bell, absolute, kn (interpolated Kneser-Ney) or mkn "
+            "(interpolated modified Kneser-Ney, Chen & Goodman, as KenLM)",
+            choices=SMOOTHINGS,
+        ),
+        lmeval.Param(
+            "k",
+            float,
+            1.0,
+            "pseudo-count of add-k (1: Laplace)",
+            check=lambda v: None if v > 0 else "must be above 0 (k=0 is smoothing=mle)",
+        ),
+        lmeval.Param(
+            "discount",
+            float,
+            0.75,
+            "discount of smoothing=absolute",
+            check=lambda v: None if 0 < v <= 1 else "must be in (0, 1]",
+        ),
+        _SENTENCES,
+    )
+
+    def _words(self) -> list[str]:
+        return [spell(t, self.vocab.eos) for t in self.vocab.itos] + [BOS_WORD]
+
+    def fit(self, train_ids: np.ndarray, valid_ids: np.ndarray | None = None) -> None:
+        size = len(self.vocab)
+        bos = size  # <s> is no vocabulary id: it is context only
+        eos = self.vocab.eos_id if self._sentences else None
+        with lmeval.progress(f"count {self.config['order']}-grams", total=2) as bar:
+            seq, _ = pad(self._internal(train_ids), eos, bos)
+            orders = count_ngrams(seq, bos, size + 1, self.config["order"])
+            del seq
+            bar.update(advance=1)
+            self.tables, facts = estimate(
+                orders,
+                self.config["smoothing"],
+                size,
+                size + 1,
+                bos,
+                k=self.config["k"],
+                discount=self.config["discount"],
+            )
+            bar.update(advance=1)
+        self._facts = {"smoothing": self.config["smoothing"], **facts}
+
+
+class Arpa(_BackoffModel):
+    """Scores with any ARPA back-off file (a KenLM or SRILM model, or one ngram wrote)."""
+
+    name = "arpa"
+    description = "scores with an ARPA back-off model file (KenLM, SRILM, or ngram's own)"
+    params = (
+        lmeval.Param(
+            "path",
+            str,
+            "",
+            "the ARPA file (.arpa or .arpa.gz)",
+            check=lambda v: None if v else "give the ARPA file: arpa:path=FILE",
+        ),
+        _SENTENCES,
+    )
+
+    def __init__(self, vocab: lmeval.Vocabulary, **params: Any) -> None:
+        super().__init__(vocab, **params)
+        if not self.config["path"]:
+            raise lmeval.UsageError("model 'arpa' needs its file: arpa:path=FILE")
+        self._arpa_words, self.tables = read_arpa(self.config["path"])
+        index = {w: i for i, w in enumerate(self._arpa_words)}
+        spelled = [spell(t, vocab.eos) for t in vocab.itos]
+        unk = index[UNK_WORD]
+        self._to_internal = np.array([index.get(w, unk) for w in spelled], dtype=np.int64)
+        missing = [t for t, w in zip(vocab.itos, spelled, strict=True) if w not in index]
+        self._facts = {
+            "arpa": str(self.config["path"]),
+            "tokens_scored_as_unk": len(missing),
+            "notes": ["fit does nothing: the probabilities come from the ARPA file"],
+        }
+        if EOS_WORD not in index and self._sentences:
+            self._facts["notes"].append("the file has no </s>: end-of-line scores as <unk>")
+
+    def _words(self) -> list[str]:
+        return self._arpa_words
+
+    def fit(self, train_ids: np.ndarray, valid_ids: np.ndarray | None = None) -> None:
+        pass  # the file is the model

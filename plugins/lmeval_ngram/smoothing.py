@@ -1,0 +1,184 @@
+"""From counts to probabilities: the classic smoothings, all as array operations.
+
+The interpolated smoothings share one form (Chen & Goodman):
+
+    p(w | h) = (c(h w) - d(h w)) / Z(h)  +  G(h) / Z(h) * p(w | h minus its first token)
+
+with ``Z(h) = sum_w c(h w) + e(h)``, ``G(h) = sum_w d(h w) + e(h)``, and at the
+bottom the uniform distribution over the vocabulary (``<unk>`` and the
+end-of-line token included, ``<s>`` excluded, as KenLM does). They differ in
+the counts ``c``, the discounts ``d`` and the extra mass ``e``:
+
+==============  ==========================  =========================  ==========
+smoothing       c                           d                          e
+==============  ==========================  =========================  ==========
+witten-bell     raw                         0                          N1+(h .)
+absolute        raw                         D (param ``discount``)     0
+kn              KenLM's adjusted counts     D = n1 / (n1 + 2 n2)       0
+mkn             KenLM's adjusted counts     D1, D2, D3+ by count       0
+==============  ==========================  =========================  ==========
+
+Each sums to 1 over the vocabulary at every context: the discounted mass
+``G / Z`` is exactly the weight given to the lower order.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .counting import OrderCounts, continuation_counts
+from .tables import Tables
+
+SMOOTHINGS = ("mle", "add-k", "witten-bell", "absolute", "kn", "mkn")
+#: KenLM's ``--discount_fallback`` discounts D1, D2, D3+.
+FALLBACK = (0.5, 1.0, 1.5)
+
+
+def kenlm_discounts(counts: np.ndarray) -> tuple[tuple[float, float, float], bool]:
+    """Modified Kneser-Ney discounts (D1, D2, D3+) of one order, and whether they fell back.
+
+    Chen & Goodman's equation (26), computed in float32 as KenLM's ``lmplz`` does so
+    that the probabilities agree to the last digit KenLM prints. When a count of
+    counts is zero or a discount falls outside ``[0, j]``, KenLM (with
+    ``--discount_fallback``) and we use (0.5, 1, 1.5).
+    """
+    n = [int(np.count_nonzero(counts == j)) for j in range(5)]
+    if min(n[1:4]) == 0:
+        return FALLBACK, True
+    f = np.float32
+    y = f(n[1]) / f(n[1] + 2.0 * n[2])
+    amounts = []
+    for j in (1, 2, 3):
+        d = f(j) - f(j + 1) * y * f(n[j + 1]) / f(n[j])
+        if not 0.0 <= d <= j:
+            return FALLBACK, True
+        amounts.append(float(d))
+    return (amounts[0], amounts[1], amounts[2]), False
+
+
+def kn_discount(counts: np.ndarray) -> tuple[float, bool]:
+    """Kneser-Ney's single discount ``n1 / (n1 + 2 n2)``; 0.5 when n1 or n2 is zero."""
+    n1 = int(np.count_nonzero(counts == 1))
+    n2 = int(np.count_nonzero(counts == 2))
+    if n1 == 0 or n2 == 0:
+        return FALLBACK[0], True
+    return n1 / (n1 + 2 * n2), False
+
+
+def _contexts(orders: list[OrderCounts], n: int, radix: int) -> tuple[np.ndarray, int]:
+    """Context rank of every n-gram of order ``n`` (0 for unigrams) and the number of contexts."""
+    if n == 1:
+        return np.zeros(len(orders[0].keys), dtype=np.int64), 1
+    return orders[n - 1].keys // radix, len(orders[n - 2].keys)
+
+
+def interpolate(
+    orders: list[OrderCounts],
+    counts: list[np.ndarray],
+    discounts: list[np.ndarray],
+    vocab_size: int,
+    radix: int,
+    bos: int,
+    extra_mass: bool = False,
+) -> Tables:
+    """The interpolated model of the module docstring, one order at a time.
+
+    ``discounts[n-1]`` holds ``d`` for every n-gram of order n (0 where the count
+    is 0); ``extra_mass`` adds Witten-Bell's ``N1+(h .)`` to ``Z`` and ``G``.
+    """
+    logp: list[np.ndarray] = []
+    logbo: list[np.ndarray] = []
+    probs = np.full(1, 1.0 / vocab_size)  # order 0: the uniform distribution
+    for n in range(1, len(orders) + 1):
+        c = counts[n - 1].astype(np.float64)
+        d = discounts[n - 1]
+        ctx, n_ctx = _contexts(orders, n, radix)
+        z = np.bincount(ctx, weights=c, minlength=n_ctx)
+        g = np.bincount(ctx, weights=d, minlength=n_ctx)
+        if extra_mass:
+            seen = np.bincount(ctx, weights=(c > 0), minlength=n_ctx)
+            z += seen
+            g += seen
+        is_ctx = z > 0
+        gamma = np.divide(g, z, out=np.ones_like(z), where=is_ctx)
+        alpha = (c - d) / np.where(is_ctx, z, 1.0)[ctx]
+        if n > 1:
+            logbo.append(np.log(gamma))
+        probs = alpha + gamma[ctx] * probs[orders[n - 1].suffix]
+        logp.append(np.log(probs))
+    return Tables(radix, bos, [o.keys for o in orders], logp, logbo)
+
+
+def _log_ratio(num: np.ndarray, den: np.ndarray) -> np.ndarray:
+    with np.errstate(divide="ignore"):
+        return np.log(num) - np.log(den)
+
+
+def unsmoothed(
+    orders: list[OrderCounts], vocab_size: int, radix: int, bos: int, k: float
+) -> Tables:
+    """Relative frequencies (``k=0``: MLE, a backoff model whose unseen events get 0)
+    or add-k, ``(c(h w) + k) / (c(h .) + k |V|)`` at the longest seen context ``h``."""
+    logp: list[np.ndarray] = []
+    logbo: list[np.ndarray] = []
+    for n in range(1, len(orders) + 1):
+        c = orders[n - 1].counts.astype(np.float64)
+        ctx, n_ctx = _contexts(orders, n, radix)
+        z = np.bincount(ctx, weights=c, minlength=n_ctx)
+        is_ctx = z > 0
+        den = z + k * vocab_size
+        logp.append(_log_ratio(c + k, den[ctx]))
+        if n > 1:
+            if k == 0:
+                unseen = np.where(is_ctx, -np.inf, 0.0)
+            else:
+                unseen = np.where(is_ctx, _log_ratio(np.full(n_ctx, k), den), np.nan)
+            logbo.append(unseen)
+    return Tables(radix, bos, [o.keys for o in orders], logp, logbo, backoff=k == 0)
+
+
+def estimate(
+    orders: list[OrderCounts],
+    smoothing: str,
+    vocab_size: int,
+    radix: int,
+    bos: int,
+    k: float = 1.0,
+    discount: float = 0.75,
+) -> tuple[Tables, dict]:
+    """The model of ``smoothing`` and JSON-able facts about it (discounts, notes)."""
+    facts: dict = {}
+    if smoothing in ("mle", "add-k"):
+        return unsmoothed(orders, vocab_size, radix, bos, 0.0 if smoothing == "mle" else k), facts
+    if smoothing == "witten-bell":
+        zeros = [np.zeros(len(o.keys)) for o in orders]
+        counts = [o.counts for o in orders]
+        tables = interpolate(orders, counts, zeros, vocab_size, radix, bos, extra_mass=True)
+        return tables, facts
+    if smoothing == "absolute":
+        counts = [o.counts for o in orders]
+        ds = [np.where(c > 0, discount, 0.0) for c in counts]
+        facts["discounts"] = {str(n): discount for n in range(1, len(orders) + 1)}
+        return interpolate(orders, counts, ds, vocab_size, radix, bos), facts
+    counts = continuation_counts(orders)
+    ds, per_order, notes = [], {}, []
+    for n, c in enumerate(counts, start=1):
+        if smoothing == "kn":
+            value, fell_back = kn_discount(c)
+            ds.append(np.where(c > 0, value, 0.0))
+            per_order[str(n)] = value
+        else:
+            amounts, fell_back = kenlm_discounts(c)
+            table = np.array((0.0, *amounts))
+            ds.append(table[np.minimum(c, 3)])
+            per_order[str(n)] = list(amounts)
+        if fell_back:
+            shown = FALLBACK[0] if smoothing == "kn" else FALLBACK
+            notes.append(
+                f"discount fallback {shown} used for order {n} (closed-form estimate undefined"
+                " or out of range on these counts), as KenLM's --discount_fallback"
+            )
+    facts["discounts"] = per_order
+    if notes:
+        facts["notes"] = notes
+    return interpolate(orders, counts, ds, vocab_size, radix, bos), facts

@@ -1,0 +1,142 @@
+"""The estimated model as sorted arrays, and scoring by array operations.
+
+Every order n keeps three parallel arrays: the sorted int64 n-gram keys
+(``prefix_rank * radix + token``, see :mod:`.counting`), the natural-log
+probability of each n-gram, and a natural-log weight used when an n-gram
+is the context of a longer one and the longer one is absent:
+
+* backoff models (``backoff=True``: the interpolated smoothings, MLE, and any
+  ARPA file): ``log p(w | h) = logp(h w)`` when ``h w`` is stored, otherwise
+  ``logbo(h) + log p(w | h minus its first token)``, with ``logbo = 0`` for a
+  context that is not stored;
+* longest-context models (``backoff=False``: add-k): ``p(w | h)`` is decided
+  by the longest stored context of ``h``: ``logp(h w)`` when stored, else the
+  context's ``logbo`` (the probability of any unseen token there); ``NaN``
+  marks an n-gram that is no context, so a shorter one decides.
+
+Scoring walks the orders upward once over the whole input: one
+``searchsorted`` and a few ``where`` per order, no Python loop per token.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+
+@dataclass
+class Tables:
+    radix: int  # number of internal token ids, <s> included
+    bos: int  # internal id of <s>
+    keys: list[np.ndarray]  # per order, sorted int64 (order 1: arange(radix))
+    logp: list[np.ndarray]  # per order, natural log probabilities
+    logbo: list[np.ndarray]  # per order below the top one, natural log backoff weights
+    backoff: bool = True
+
+    @property
+    def order(self) -> int:
+        return len(self.keys)
+
+    @property
+    def sizes(self) -> list[int]:
+        return [len(k) for k in self.keys]
+
+    def lookup(self, n: int, ctx: np.ndarray, tok: np.ndarray) -> np.ndarray:
+        """Rank of the n-gram (context rank ``ctx``, token ``tok``) at order ``n``, or -1.
+
+        ``ctx`` is -1 where the context itself is absent (its key is then negative
+        and matches nothing).
+        """
+        keys = self.keys[n - 1]
+        query = ctx * self.radix
+        query += tok
+        idx = np.searchsorted(keys, query)
+        np.minimum(idx, len(keys) - 1, out=idx)
+        return np.where(keys[idx] == query, idx, -1)
+
+    def _step(
+        self, n: int, lp: np.ndarray, ctx: np.ndarray, tok: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Move ``lp`` from order n-1 to order n; returns it and the n-gram ranks."""
+        idx = self.lookup(n, ctx, tok)
+        found = idx >= 0
+        bo = np.where(
+            ctx >= 0, self.logbo[n - 2][np.maximum(ctx, 0)], 0.0 if self.backoff else np.nan
+        )
+        stored = self.logp[n - 1][np.maximum(idx, 0)]
+        if self.backoff:
+            lp = np.where(found, stored, lp + bo)
+        else:
+            lp = np.where(found, stored, np.where(np.isnan(bo), lp, bo))
+        return lp, idx
+
+    def score_padded(self, seq: np.ndarray) -> np.ndarray:
+        """Natural-log probability of every token of a padded sequence given its sentence.
+
+        Positions holding ``<s>`` get a meaningless value: they are never predicted.
+        """
+        seq = np.asarray(seq, dtype=np.int64)
+        lp = self.logp[0][seq]
+        rank = seq
+        starts = seq == self.bos
+        for n in range(2, self.order + 1):
+            ctx = np.empty_like(rank)
+            ctx[0] = -1
+            ctx[1:] = rank[:-1]
+            ctx[starts] = -1  # an n-gram never crosses a sentence start
+            lp, rank = self._step(n, lp, ctx, seq)
+        return lp
+
+    def context_rank(self, context: np.ndarray) -> int:
+        """Rank of the n-gram ``context`` in the table of its order, or -1."""
+        rank = np.asarray([context[0]], dtype=np.int64)
+        for n, tok in enumerate(context[1:], start=2):
+            rank = self.lookup(n, rank, np.asarray([tok], dtype=np.int64))
+        return int(rank[0])
+
+    def next_logprobs(self, history: np.ndarray, candidates: np.ndarray) -> np.ndarray:
+        """Natural-log probability of each candidate token after ``history``.
+
+        ``history`` starts with ``<s>`` (or is any context in stream mode); only its
+        last ``order - 1`` tokens matter.
+        """
+        history = np.asarray(history, dtype=np.int64)[max(0, len(history) - (self.order - 1)) :]
+        tok = np.asarray(candidates, dtype=np.int64)
+        lp = self.logp[0][tok]
+        for n in range(2, min(self.order, len(history) + 1) + 1):
+            ctx = np.full(len(tok), self.context_rank(history[len(history) - (n - 1) :]))
+            lp, _ = self._step(n, lp, ctx, tok)
+        return lp
+
+    def ngram_tokens(self, n: int) -> np.ndarray:
+        """The tokens of every n-gram of order ``n``, as a (count, n) int64 array."""
+        out = np.empty((len(self.keys[n - 1]), n), dtype=np.int64)
+        key = self.keys[n - 1]
+        for col in range(n - 1, -1, -1):
+            out[:, col] = key % self.radix
+            if col:
+                key = self.keys[col - 1][key // self.radix]
+        return out
+
+    def to_arrays(self) -> dict[str, np.ndarray]:
+        out = {"radix": np.int64(self.radix), "bos": np.int64(self.bos)}
+        out["backoff"] = np.bool_(self.backoff)
+        for n in range(1, self.order + 1):
+            out[f"keys_{n}"] = self.keys[n - 1]
+            out[f"logp_{n}"] = self.logp[n - 1]
+            if n < self.order:
+                out[f"logbo_{n}"] = self.logbo[n - 1]
+        return out
+
+    @classmethod
+    def from_arrays(cls, data) -> Tables:
+        order = sum(1 for name in data.files if name.startswith("keys_"))
+        return cls(
+            radix=int(data["radix"]),
+            bos=int(data["bos"]),
+            keys=[data[f"keys_{n}"] for n in range(1, order + 1)],
+            logp=[data[f"logp_{n}"] for n in range(1, order + 1)],
+            logbo=[data[f"logbo_{n}"] for n in range(1, order)],
+            backoff=bool(data["backoff"]),
+        )

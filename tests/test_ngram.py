@@ -1,0 +1,216 @@
+"""The ngram and arpa models: proper distributions, MLE zeros, parameters, files."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import lmeval_ngram
+import numpy as np
+import pytest
+from lmeval_ngram import Arpa, NGram
+from lmeval_ngram.smoothing import SMOOTHINGS
+
+import lmeval
+
+TEXT = (
+    "the time machine, by h. g. wells\n"
+    "the time traveller (for so it will be convenient to speak of him)\n"
+    "was expounding a recondite matter to us.\n"
+    "his grey eyes shone and twinkled, and his usually pale face was flushed.\n"
+    "\n"
+    "the fire burned brightly, and the soft radiance of the incandescent lights\n"
+)
+
+
+@pytest.fixture(scope="module")
+def chars():
+    tok = lmeval.CharTokenizer()
+    # 'z' and 'q' are in the vocabulary but never in the training text
+    vocab = lmeval.Vocabulary([*sorted(set(TEXT) - {"\n"}), "z", "q"], eos="\n")
+    tok.vocab = vocab
+    return vocab, tok.encode(TEXT)
+
+
+def fitted(vocab, train, **params) -> NGram:
+    model = NGram(vocab, **params)
+    model.fit(train)
+    return model
+
+
+def contexts(vocab, train, rng, count=12):
+    """Random contexts (mostly unseen), seen ones from the training ids, and edge cases."""
+    out = [np.zeros(0, dtype=np.int64), train[:1], train[:7], np.array([vocab.eos_id])]
+    for _ in range(count):
+        out.append(rng.integers(0, len(vocab), size=int(rng.integers(1, 8))))
+        start = int(rng.integers(0, len(train) - 8))
+        out.append(train[start : start + int(rng.integers(1, 8))])
+    return out
+
+
+@pytest.mark.parametrize("smoothing", SMOOTHINGS)
+@pytest.mark.parametrize("order", [1, 2, 3, 4, 5])
+def test_every_smoothing_is_a_distribution_at_every_context(chars, smoothing, order):
+    vocab, train = chars
+    model = fitted(vocab, train, order=order, smoothing=smoothing)
+    rng = np.random.default_rng(order)
+    for context in contexts(vocab, train, rng):
+        logp = model.next_token_logprobs(context)
+        assert logp.shape == (len(vocab),) and not np.isnan(logp).any()
+        assert math.fsum(np.exp(logp)) == pytest.approx(1.0, abs=1e-9)
+
+
+@pytest.mark.parametrize("smoothing", SMOOTHINGS)
+@pytest.mark.parametrize("sentences", [True, False])
+def test_score_is_the_next_token_distribution(chars, smoothing, sentences):
+    # score(ids)[i] = log p(ids[i] | ids[:i]): the context restarts after every
+    # end-of-line in sentence mode and runs on in stream mode.
+    vocab, train = chars
+    model = fitted(vocab, train, order=4, smoothing=smoothing, sentences=sentences)
+    ids = np.concatenate([train[100:130], np.random.default_rng(0).integers(0, len(vocab), 20)])
+    scores = model.score(ids)
+    assert scores.dtype == np.float64 and len(scores) == len(ids)
+    assert not np.isnan(scores).any() and (scores <= 0).all()
+    expected = [model.next_token_logprobs(ids[:i])[ids[i]] for i in range(len(ids))]
+    np.testing.assert_allclose(scores, expected, rtol=0, atol=1e-12)
+
+
+def test_stream_mode_differs_from_sentence_mode(chars):
+    vocab, train = chars
+    ids = train[:80]
+    lines = fitted(vocab, train, order=3).score(ids)
+    stream = fitted(vocab, train, order=3, sentences=False).score(ids)
+    assert not np.allclose(lines, stream)
+
+
+def test_mle_gives_minus_infinity_to_unseen_events(chars):
+    vocab, train = chars
+    model = fitted(vocab, train, order=2, smoothing="mle")
+    z, t, h = vocab.id("z"), vocab.id("t"), vocab.id("h")
+    assert "tg" not in TEXT and "g" in TEXT
+    scores = model.score(np.array([t, h, z, t, vocab.id("g")]))
+    lines = TEXT.split("\n")[:-1]
+    starts_t = sum(line.startswith("t") for line in lines)
+    assert scores[0] == pytest.approx(math.log(starts_t / len(lines)))
+    assert scores[1] == pytest.approx(math.log(TEXT.count("th") / TEXT.count("t")))
+    assert scores[2] == -math.inf  # z never seen at all
+    assert scores[4] == -math.inf  # "tg" never seen after a seen "t"
+    assert not np.isnan(scores).any()
+    # after an unseen token the context is unseen: MLE falls back to the unigram
+    assert scores[3] == pytest.approx(math.log(np.count_nonzero(train == t) / len(train)))
+
+
+def test_add_k_by_hand(chars):
+    vocab, train = chars
+    model = fitted(vocab, train, order=2, smoothing="add-k", k=0.5)
+    t, h, z = vocab.id("t"), vocab.id("h"), vocab.id("z")
+    lp = model.next_token_logprobs(np.array([t]))
+    denominator = TEXT.count("t") + 0.5 * len(vocab)
+    assert lp[h] == pytest.approx(math.log((TEXT.count("th") + 0.5) / denominator))
+    assert lp[z] == pytest.approx(math.log(0.5 / denominator))
+
+
+def test_witten_bell_by_hand():
+    # unigram level: p(w) = (c(w) + N1+ / |V|) / (N + N1+); "a a b": N = 4 with </s>,
+    # N1+ = 3 distinct (a, b, </s>), |V| = 4 (<unk> too).
+    tok = lmeval.WordTokenizer()
+    vocab = tok.fit("a a b\n")
+    model = fitted(vocab, tok.encode("a a b\n"), order=1, smoothing="witten-bell")
+    lp = model.next_token_logprobs(np.zeros(0, dtype=np.int64))
+    assert lp[vocab.id("a")] == pytest.approx(math.log((2 + 3 / 4) / (4 + 3)))
+    assert lp[0] == pytest.approx(math.log((3 / 4) / 7))
+
+
+@pytest.mark.parametrize(
+    "params",
+    [
+        {"order": 0},
+        {"order": "x"},
+        {"order": "0"},
+        {"smoothing": "good-turing"},
+        {"k": 0},
+        {"discount": 1.5},
+        {"orders": 3},
+    ],
+)
+def test_bad_parameters_are_usage_errors(chars, params):
+    with pytest.raises(lmeval.UsageError):
+        NGram(chars[0], **params)
+
+
+def test_arpa_needs_a_readable_file(chars, tmp_path):
+    with pytest.raises(lmeval.UsageError):
+        Arpa(chars[0])
+    with pytest.raises(lmeval.LmevalError):
+        Arpa(chars[0], path=str(tmp_path / "missing.arpa"))
+    (tmp_path / "bad.arpa").write_text("hello\n")
+    with pytest.raises(lmeval.LmevalError, match="ARPA"):
+        Arpa(chars[0], path=str(tmp_path / "bad.arpa"))
+
+
+def test_unfitted_model_says_so(chars):
+    with pytest.raises(lmeval.LmevalError, match="fit"):
+        NGram(chars[0]).score(np.array([1, 2]))
+
+
+def test_plugin_registers_both_models():
+    registered = []
+    lmeval_ngram.register_models(registered.append)
+    assert registered == [NGram, Arpa]
+
+
+@pytest.mark.parametrize("smoothing", ["mkn", "kn", "witten-bell", "absolute", "mle"])
+def test_arpa_round_trip_scores_identically(chars, tmp_path, smoothing):
+    vocab, train = chars
+    model = fitted(vocab, train, order=4, smoothing=smoothing)
+    model.save(tmp_path / "m.arpa")
+    text = (tmp_path / "m.arpa").read_text(encoding="utf-8")
+    assert "\n0.0\t<s>\t" in text and "\t▁" in text  # <s> as KenLM writes it; space as ▁
+    back = Arpa(vocab, path=str(tmp_path / "m.arpa"))
+    back.fit(train)
+    ids = np.concatenate([train, np.random.default_rng(1).integers(0, len(vocab), 300)])
+    np.testing.assert_allclose(back.score(ids), model.score(ids), rtol=0, atol=1e-12)
+    assert back.num_params == model.num_params
+
+
+def test_add_k_cannot_be_written_as_arpa(chars, tmp_path):
+    model = fitted(*chars, order=2, smoothing="add-k")
+    with pytest.raises(lmeval.UsageError, match="npz"):
+        model.save(tmp_path / "m.arpa")
+
+
+@pytest.mark.parametrize("smoothing", SMOOTHINGS)
+def test_npz_save_load_scores_identically(chars, tmp_path, smoothing):
+    vocab, train = chars
+    model = fitted(vocab, train, order=3, smoothing=smoothing, sentences=smoothing != "kn")
+    path: Path = tmp_path / "m.npz"
+    model.save(path)
+    back = NGram.load(path)
+    assert back.config == model.config and back.vocab == vocab
+    assert back.details() == model.details() and back.num_params == model.num_params
+    ids = np.random.default_rng(2).integers(0, len(vocab), 500)
+    np.testing.assert_array_equal(back.score(ids), model.score(ids))
+    with np.load(path, allow_pickle=False) as data:
+        assert all(data[name].dtype != object for name in data.files)
+
+
+def test_arpa_model_save_load(chars, tmp_path):
+    vocab, train = chars
+    fitted(vocab, train, order=3).save(tmp_path / "m.arpa")
+    model = Arpa(vocab, path=str(tmp_path / "m.arpa"))
+    model.save(tmp_path / "a.npz")
+    back = Arpa.load(tmp_path / "a.npz")
+    np.testing.assert_array_equal(back.score(train), model.score(train))
+    with pytest.raises(lmeval.LmevalError, match="arpa"):
+        NGram.load(tmp_path / "a.npz")
+
+
+def test_details_and_size(chars):
+    vocab, train = chars
+    model = fitted(vocab, train, order=3)
+    facts = model.details()
+    assert facts["smoothing"] == "mkn" and set(facts["discounts"]) == {"1", "2", "3"}
+    sizes = facts["ngrams"]
+    assert sizes["1"] == len(vocab) + 1  # <s> too
+    assert model.num_params == sum(sizes.values())
+    assert lmeval.parse_spec(NGram.recommended).name == "ngram"
