@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import statistics
 import time
+from contextlib import nullcontext
 
 import torch
 import torch.nn.functional as F
@@ -33,17 +34,17 @@ VOCAB, STEPS = 28, 35
 class D2LScratch:
     """d2l 8.5 ``RNNModelScratch`` with ``train_epoch_ch8``'s update, sequential batches."""
 
-    def __init__(self, vocab: int, hidden: int, lr: float = 1.0):
+    def __init__(self, vocab: int, hidden: int, lr: float = 1.0, device="cpu"):
         def normal(*shape):
-            return torch.randn(size=shape) * 0.01
+            return torch.randn(size=shape, device=device) * 0.01
 
         self.vocab, self.hidden, self.lr = vocab, hidden, lr
         self.params = [
             normal(vocab, hidden),
             normal(hidden, hidden),
-            torch.zeros(hidden),
+            torch.zeros(hidden, device=device),
             normal(hidden, vocab),
-            torch.zeros(vocab),
+            torch.zeros(vocab, device=device),
         ]
         for p in self.params:
             p.requires_grad_(True)
@@ -59,7 +60,7 @@ class D2LScratch:
 
     def step(self, x, y, state):
         if state is None:
-            state = (torch.zeros((x.shape[0], self.hidden)),)
+            state = (torch.zeros((x.shape[0], self.hidden), device=x.device),)
         else:
             state = tuple(s.detach() for s in state)
         y_hat, state = self.forward(x, state)
@@ -79,11 +80,12 @@ class D2LScratch:
 class PlainTorch(nn.Module):
     """d2l 8.6 ``RNNModel``: one-hot input, a torch recurrent module, ``nn.Linear``."""
 
-    def __init__(self, kind: str, vocab: int, hidden: int):
+    def __init__(self, kind: str, vocab: int, hidden: int, device="cpu"):
         super().__init__()
         self.vocab = vocab
         self.rnn = {"rnn": nn.RNN, "gru": nn.GRU, "lstm": nn.LSTM}[kind](vocab, hidden)
         self.linear = nn.Linear(hidden, vocab)
+        self.to(device)
         self.opt = torch.optim.SGD(self.parameters(), lr=1.0)
 
     def step(self, x, y, state):
@@ -100,33 +102,44 @@ class PlainTorch(nn.Module):
 class Ours:
     """The plugin's network and training step, exactly as ``fit`` runs them."""
 
-    def __init__(self, cell: str, vocab: int, hidden: int):
-        self.net = CharNet(vocab, cell, hidden, layers=1, embedding=0, dropout=0.0)
+    def __init__(self, cell: str, vocab: int, hidden: int, device="cpu", autocast=nullcontext):
+        self.net = CharNet(vocab, cell, hidden, layers=1, embedding=0, dropout=0.0).to(device)
+        self.autocast = autocast
         self.params = [p for p in self.net.parameters()]
         self.opt = make_optimizer("sgd", self.params, 1.0)
 
     def step(self, x, y, state):
         _, state = train_step(
-            self.net, self.opt, self.params, x.T, y.T, detach_state(state), clip=1.0
+            self.net, self.opt, self.params, x.T, y.T, detach_state(state), 1.0, self.autocast
         )
         return state
 
 
+def _sync(device) -> None:
+    if torch.device(device).type == "cuda":
+        torch.cuda.synchronize()
+
+
 def tokens_per_s(model, batches: list, state):
+    device = batches[0][0].device
+    _sync(device)
     start = time.perf_counter()
     for x, y in batches:
         state = model.step(x, y, state)
+    _sync(device)
     return sum(y.numel() for _, y in batches) / (time.perf_counter() - start), state
 
 
-def matmul_gflops(m: int, k: int, n: int, seconds: float = 1.0) -> float:
-    a, b = torch.randn(m, k), torch.randn(k, n)
+def matmul_gflops(m: int, k: int, n: int, seconds: float = 1.0, device="cpu") -> float:
+    a, b = torch.randn(m, k, device=device), torch.randn(k, n, device=device)
     for _ in range(3):
         a @ b
+    _sync(device)
     count, start = 0, time.perf_counter()
     while time.perf_counter() - start < seconds:
         a @ b
         count += 1
+    _sync(device)
     return 2 * m * k * n * count / (time.perf_counter() - start) / 1e9
 
 
@@ -137,12 +150,21 @@ def train_flops_per_token(cell: str, hidden: int, vocab: int) -> float:
     return 3 * forward
 
 
-def compare(contenders: dict, cell: str, hidden: int, batch: int, blocks: int, per_block: int):
+def compare(
+    contenders: dict,
+    cell: str,
+    hidden: int,
+    batch: int,
+    blocks: int,
+    per_block: int,
+    device="cpu",
+):
+    """Median tokens/s of each contender over alternating blocks of ``per_block`` batches."""
     gen = torch.Generator().manual_seed(0)
     data = [
         (
-            torch.randint(VOCAB, (batch, STEPS), generator=gen),
-            torch.randint(VOCAB, (batch, STEPS), generator=gen),
+            torch.randint(VOCAB, (batch, STEPS), generator=gen).to(device),
+            torch.randint(VOCAB, (batch, STEPS), generator=gen).to(device),
         )
         for _ in range(per_block)
     ]

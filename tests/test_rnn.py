@@ -210,6 +210,8 @@ def test_ctrl_c_stops_at_end_of_batch_and_keeps_best(data, monkeypatch):
     model = fitted(data, epochs=50, patience=0)
     assert model.details()["stop_reason"] == "interrupted"
     assert 1 <= len(model.history) < 50
+    best = model.details()["best_epoch"]  # the state kept is the best validated one
+    assert model.history[best - 1]["valid_ppl"] == min(r["valid_ppl"] for r in model.history)
     assert np.all(np.isfinite(model.score(ids[:50])))
     assert signal.getsignal(signal.SIGINT) is before  # handler restored
 
@@ -218,6 +220,12 @@ def test_token_budget_stops_training(data):
     model = fitted(data, budget="500tok", epochs=50)
     assert model.details()["stop_reason"] == "budget"
     assert 500 <= model.details()["tokens_trained"] < 500 + 4 * 8 + 1
+
+
+def test_time_budget_stops_training(data):
+    model = fitted(data, budget="1s", epochs=10_000, patience=0)
+    assert model.details()["stop_reason"] == "budget"
+    assert model.details()["train_seconds"] < 3
 
 
 @pytest.mark.parametrize(

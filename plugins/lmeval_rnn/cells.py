@@ -41,10 +41,10 @@ class TanhRecurrence(torch.autograd.Function):
     def backward(ctx, grad_out: torch.Tensor):
         h0, w_hh, out = ctx.saved_tensors
         grad_out = grad_out.contiguous()
-        slope = 1.0 - out * out  # tanh'
+        slope = torch.mul(out, out).neg_().add_(1.0)  # tanh' = 1 - H^2
         grad_a = torch.empty_like(out)
         w_t = w_hh.t()
-        steps = out.shape[0]
+        steps, hidden = out.shape[0], out.shape[-1]
         torch.mul(grad_out[steps - 1], slope[steps - 1], out=grad_a[steps - 1])
         for t in range(steps - 2, -1, -1):
             g = torch.addmm(grad_out[t], grad_a[t + 1], w_t)
@@ -52,9 +52,10 @@ class TanhRecurrence(torch.autograd.Function):
         grad_h0 = grad_a[0] @ w_t if ctx.needs_input_grad[1] else None
         grad_w = None
         if ctx.needs_input_grad[2]:
-            hidden = out.shape[-1]
-            prev = torch.cat([h0.unsqueeze(0), out[:-1]]).reshape(-1, hidden)
-            grad_w = prev.t() @ grad_a.reshape(-1, hidden)
+            # sum over t of H_{t-1}^T dA_t, as one product over all steps but the first
+            grad_w = torch.mm(h0.t(), grad_a[0])
+            if steps > 1:
+                grad_w.addmm_(out[:-1].reshape(-1, hidden).t(), grad_a[1:].reshape(-1, hidden))
         return grad_a, grad_h0, grad_w
 
 

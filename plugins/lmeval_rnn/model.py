@@ -180,6 +180,22 @@ def _threads(count: int):
         torch.set_num_threads(before)
 
 
+@contextmanager
+def _exact_fp32(device):
+    """Scoring in true float32 on CUDA: no TF32 in cuDNN's recurrences or in products."""
+    if device is None or device.type != "cuda":
+        yield
+        return
+    import torch
+
+    before = torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32
+    torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = False
+    try:
+        yield
+    finally:
+        torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = before
+
+
 class RNN(lmeval.LanguageModel):
     """d2l's character RNN, GRU or LSTM, trained with truncated BPTT.
 
@@ -294,7 +310,7 @@ class RNN(lmeval.LanguageModel):
         net = self._require_net()
         net.eval()
         pieces = []
-        with torch.no_grad(), _threads(self.config["threads"]):
+        with torch.no_grad(), _threads(self.config["threads"]), _exact_fp32(self._device):
             for s in range(0, len(inputs), chunk):
                 logits, state = net(inputs[s : s + chunk].view(-1, 1), state)
                 pieces.append(torch.log_softmax(logits[:, 0].float(), dim=-1))
@@ -345,6 +361,14 @@ class RNN(lmeval.LanguageModel):
             pieces, state = self._logits(step, state, 1)
             logp = pieces[-1][-1]
         return np.asarray(out, dtype=np.int64)
+
+    def to(self, device: str) -> RNN:
+        """Move the trained network to ``device`` (auto, cpu, cuda, cuda:N, mps)."""
+        net = self._require_net()
+        self._device = resolve_device(device)
+        self._net = net.to(self._device)
+        self._facts["device"] = str(self._device)
+        return self
 
     # -- facts -------------------------------------------------------------
 
