@@ -214,3 +214,34 @@ def test_details_and_size(chars):
     assert sizes["1"] == len(vocab) + 1  # <s> too
     assert model.num_params == sum(sizes.values())
     assert lmeval.parse_spec(NGram.recommended).name == "ngram"
+
+
+def test_fit_on_nothing_is_uniform(chars):
+    vocab, _ = chars
+    model = fitted(vocab, np.zeros(0, dtype=np.int64), order=3)
+    np.testing.assert_allclose(model.score(np.array([1, 2, vocab.eos_id])), -math.log(len(vocab)))
+
+
+def test_both_packings_count_the_same(chars):
+    # mixed radix (small vocabularies) and prefix ranks (any vocabulary) must agree
+    from lmeval_ngram.counting import count_ngrams, pad
+
+    vocab, train = chars
+    seq, _ = pad(train, vocab.eos_id, len(vocab))
+    mixed = count_ngrams(seq, len(vocab), len(vocab) + 1, 5, packing="mixed")
+    ranked = count_ngrams(seq, len(vocab), len(vocab) + 1, 5, packing="ranked")
+    for a, b in zip(mixed, ranked, strict=True):
+        for field in ("keys", "counts", "suffix", "starts_bos"):
+            np.testing.assert_array_equal(getattr(a, field), getattr(b, field))
+
+
+def test_hash_index_finds_every_key_and_nothing_else():
+    from lmeval_ngram.hashing import HashIndex
+
+    rng = np.random.default_rng(3)
+    keys = np.unique(rng.integers(0, 2**40, 5000))
+    index = HashIndex(keys[:100], load=2)
+    index.add(keys[100:])  # grows and rehashes
+    np.testing.assert_array_equal(index.find(keys), np.arange(len(keys)))
+    absent = np.setdiff1d(rng.integers(0, 2**40, 5000), keys)
+    assert (index.find(absent) == -1).all() and (index.find(-keys[:10]) == -1).all()

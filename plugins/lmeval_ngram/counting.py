@@ -20,6 +20,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .hashing import HashIndex
+
 
 @dataclass
 class OrderCounts:
@@ -31,92 +33,196 @@ class OrderCounts:
     starts_bos: np.ndarray  # bool: the first token is <s>
 
 
-def pad(ids: np.ndarray, eos_id: int | None, bos: int) -> tuple[np.ndarray, np.ndarray]:
-    """``ids`` with ``<s>`` before every sentence, and where each id landed.
+#: Positions per chunk: counting keeps one int32 rank per token and works on
+#: chunks, so its memory is the token array, one rank array and the tables.
+CHUNK = 1 << 15
+#: Key ranges up to this many are counted with a dense bincount.
+DENSE_RANGE = 1 << 17
+
+
+def token_dtype(radix: int) -> type:
+    """The smallest integer type that holds the ids ``0 .. radix-1``."""
+    return np.uint8 if radix <= 1 << 8 else np.uint16 if radix <= 1 << 16 else np.int64
+
+
+def pad(ids: np.ndarray, eos_id: int | None, bos: int, dtype=np.int64):
+    """``ids`` with ``<s>`` before every sentence, and the mask of those ``<s>``.
 
     Sentences end at ``eos_id``; with ``eos_id=None`` (stream mode) the whole
     sequence is one sentence with a single ``<s>`` at its start.
     """
-    ids = np.asarray(ids, dtype=np.int64)
+    ids = np.asarray(ids)
     n = len(ids)
-    if eos_id is None or n == 0:
-        pos = np.arange(1, n + 1, dtype=np.int64)
-        extra = 1
-    else:
-        is_eos = ids == eos_id
-        before = np.cumsum(is_eos, dtype=np.int64)
-        before -= is_eos
-        pos = np.arange(1, n + 1, dtype=np.int64) + before
-        extra = 1 + int(before[-1])
-    seq = np.full(n + extra, bos, dtype=np.int32 if bos < 2**31 - 1 else np.int64)
-    seq[pos] = ids
-    return seq, pos
+    starts = np.zeros(1, dtype=np.int64)
+    if eos_id is not None and n:
+        ends = np.flatnonzero(ids[:-1] == eos_id)  # an end at the very last id starts nothing
+        starts = np.concatenate([starts, ends + np.arange(2, len(ends) + 2)])
+    seq = np.empty(n + len(starts), dtype=dtype)
+    is_bos = np.zeros(len(seq), dtype=bool)
+    is_bos[starts] = True
+    seq[starts] = bos
+    seq[~is_bos] = ids
+    return seq, is_bos
 
 
-def group(keys: np.ndarray, key_range: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """``(unique sorted keys, inverse, counts)`` of int64 ``keys`` in ``[0, key_range)``.
+class _KeyCounter:
+    """Counts int64 keys in ``[0, key_range)`` that arrive in chunks.
 
-    A dense bincount when the key range is small against the number of keys
-    (linear time, no sort), ``np.unique`` otherwise.
+    A bincount over the range when it is small; otherwise every chunk's distinct
+    keys (``np.unique``) go into a hash table, sorted once at the end.
     """
-    if key_range <= 4 * len(keys) + (1 << 16):
-        counts = np.bincount(keys, minlength=key_range)
-        present = counts > 0
-        uniq = np.flatnonzero(present)
-        remap = np.cumsum(present, dtype=np.int64)
-        remap -= 1
-        return uniq, remap[keys], counts[uniq]
-    uniq, inverse, counts = np.unique(keys, return_inverse=True, return_counts=True)
-    return uniq, inverse.reshape(-1), counts
+
+    def __init__(self, key_range: int) -> None:
+        self.dense = key_range <= DENSE_RANGE
+        if self.dense:
+            self.total = np.zeros(key_range, dtype=np.int64)
+        else:
+            self.index, self.counts = HashIndex(load=2), np.zeros(0, dtype=np.int64)
+
+    def add(self, keys: np.ndarray) -> None:
+        if self.dense:
+            self.total += np.bincount(keys, minlength=len(self.total))
+            return
+        keys, found = np.unique(keys, return_counts=True)
+        at = self.index.find(keys)
+        new = at < 0
+        self.counts[at[~new]] += found[~new]  # distinct within a chunk: no index repeats
+        self.index.add(keys[new])
+        self.counts = np.concatenate([self.counts, found[new]])
+
+    def finish(self, rank_dtype=None) -> tuple[np.ndarray, np.ndarray]:
+        """The sorted distinct keys and their counts. With ``rank_dtype``, keeps
+        what :meth:`rank_of` needs to give any counted key its sorted rank."""
+        if self.dense:
+            uniq = np.flatnonzero(self.total)
+            counts = self.total[uniq]
+            if rank_dtype is not None:
+                self.ranks = np.full(len(self.total), -1, dtype=rank_dtype)
+                self.ranks[uniq] = np.arange(len(uniq), dtype=rank_dtype)
+            del self.total
+            return uniq, counts
+        by_key = np.argsort(self.index.keys)
+        uniq, counts = self.index.keys[by_key], self.counts[by_key]
+        del self.counts
+        if rank_dtype is None:
+            del self.index
+        else:
+            self.ranks = np.empty(len(uniq), dtype=rank_dtype)
+            self.ranks[by_key] = np.arange(len(uniq), dtype=rank_dtype)
+        return uniq, counts
+
+    def rank_of(self, keys: np.ndarray) -> np.ndarray:
+        return self.ranks[keys] if self.dense else self.ranks[self.index.find(keys)]
 
 
-def count_ngrams(seq: np.ndarray, bos: int, radix: int, order: int) -> list[OrderCounts]:
+def count_ngrams(
+    seq: np.ndarray, bos: int, radix: int, order: int, packing: str = "auto"
+) -> list[OrderCounts]:
     """The n-grams of orders 1..``order`` of a padded sequence (see :func:`pad`).
 
     ``<s>`` is counted as context only: its unigram count is 0 and no n-gram
-    ends with it.
+    ends with it. Two ways to count, same result:
+
+    * ``mixed`` (when ``radix ** order`` fits in 62 bits, e.g. characters up to
+      order 10): one pass over chunks of tokens computes the mixed-radix key of
+      the n-gram ending at every position for every order at once; memory is
+      the token array, the tables and one chunk of temporaries;
+    * ``ranked`` (any vocabulary and order): one int32 rank per token, replaced
+      in place order after order by the rank of the n-gram ending there.
     """
-    not_bos = seq != bos
-    unigram = np.bincount(seq[not_bos], minlength=radix).astype(np.int64)
+    unigram = np.zeros(radix, dtype=np.int64)
+    for a in range(0, len(seq), CHUNK):
+        unigram += np.bincount(seq[a : a + CHUNK], minlength=radix)
+    unigram[bos] = 0
     tokens = np.arange(radix, dtype=np.int64)
-    out = [
-        OrderCounts(tokens, unigram, np.zeros(radix, dtype=np.int64), tokens == bos),
-    ]
-    rank = seq.astype(np.int64)  # rank of the (n-1)-gram ending at each position; -1: none
-    for _ in range(2, order + 1):
-        prev = out[-1]
-        ctx = rank[:-1]
-        valid = (ctx >= 0) & not_bos[1:]
-        where = np.flatnonzero(valid)
-        keys = ctx[where] * radix
-        keys += seq[1:][where]
-        where += 1  # positions in seq of the last token of each n-gram
-        uniq, inverse, counts = group(keys, len(prev.keys) * radix)
-        del keys
-        representative = np.empty(len(uniq), dtype=np.int64)
-        representative[inverse] = where
-        suffix = rank[representative]
-        new_rank = np.full(len(seq), -1, dtype=np.int64)
-        new_rank[where] = inverse
-        del inverse, where
-        rank = new_rank
-        starts_bos = prev.starts_bos[uniq // radix]
-        out.append(OrderCounts(uniq, counts.astype(np.int64), suffix, starts_bos))
+    out = [OrderCounts(tokens, unigram, np.zeros(radix, dtype=np.int64), tokens == bos)]
+    if packing == "mixed" or (packing == "auto" and radix**order < 2**62):
+        return _count_mixed(seq, bos, radix, order, out)
+    return _count_ranked(seq, bos, radix, order, out)
+
+
+def _count_mixed(seq, bos, radix, order, out: list[OrderCounts]) -> list[OrderCounts]:
+    size = len(seq)
+    starts = np.concatenate(
+        [np.flatnonzero(seq[a : a + CHUNK] == bos) + a for a in range(0, size, CHUNK)]
+    )
+    counters = {n: _KeyCounter(radix**n) for n in range(2, order + 1)}
+    for a in range(1, size, CHUNK):
+        _count_mixed_chunk(seq, starts, a, bos, radix, order, counters)
+    finished = {n: counters.pop(n).finish() for n in range(2, order + 1)}
+    lower = out[0].keys  # mixed-radix keys of the order below, sorted
+    for n in range(2, order + 1):
+        keys, counts = finished.pop(n)
+        packed = np.searchsorted(lower, keys // radix)  # prefix rank
+        packed *= radix
+        packed += keys % radix
+        suffix = np.searchsorted(lower, keys % radix ** (n - 1)).astype(np.int32)
+        starts_bos = keys // radix ** (n - 1) == bos
+        out.append(OrderCounts(packed, counts, suffix, starts_bos))
+        lower = keys
     return out
 
 
-def continuation_counts(tables: list[OrderCounts]) -> list[np.ndarray]:
-    """KenLM's adjusted counts: what Kneser-Ney smoothing counts at every order.
+def _count_mixed_chunk(seq, starts, a, bos, radix, order, counters) -> None:
+    """Count the n-grams of every order ending at positions ``a..a+CHUNK-1``."""
+    b = min(a + CHUNK, len(seq))
+    lo = max(0, a - order + 1)  # the chunk and the history its n-grams need
+    window = seq[lo:b].astype(np.int64)
+    ends = np.arange(a, b)
+    span = ends - starts[np.searchsorted(starts, ends, side="right") - 1] + 1
+    predicted = window[a - lo :] != bos
+    key = window.copy()
+    for n in range(2, order + 1):
+        key[1:] = key[:-1] * radix + window[1:]  # key of the n-gram ending at each position
+        counters[n].add(key[a - lo :][predicted & (span >= n)])
+
+
+def _chunk_keys(seq, rank, bos, radix, a) -> tuple[np.ndarray, np.ndarray]:
+    """Keys of the n-grams ending at positions ``a..a+CHUNK-1`` and which positions have one."""
+    b = min(a + CHUNK, len(seq))
+    ctx = rank[a - 1 : b - 1].astype(np.int64)
+    tok = seq[a:b].astype(np.int64)
+    ok = (ctx >= 0) & (tok != bos)
+    return ctx[ok] * radix + tok[ok], ok
+
+
+def _count_ranked(seq, bos, radix, order, out: list[OrderCounts]) -> list[OrderCounts]:
+    size = len(seq)
+    rank = seq.astype(np.int32 if radix < 2**31 else np.int64)  # ranks of order 1: the ids
+    chunks = range(1, size, CHUNK)
+    for n in range(2, order + 1):
+        prev = out[-1]
+        counter = _KeyCounter(len(prev.keys) * radix)
+        for a in chunks:
+            counter.add(_chunk_keys(seq, rank, bos, radix, a)[0])
+        uniq, counts = counter.finish(rank.dtype if n < order else None)
+        if n < order:
+            for a in reversed(chunks):  # backwards: rank[a-1] still holds order n-1
+                keys, ok = _chunk_keys(seq, rank, bos, radix, a)
+                new_rank = np.full(len(ok), -1, dtype=rank.dtype)
+                new_rank[ok] = counter.rank_of(keys)
+                rank[a : a + len(ok)] = new_rank
+            rank[0] = -1
+        del counter
+        ctx, last = np.divmod(uniq, radix)
+        if n == 2:
+            suffix = last
+        else:
+            suffix = np.searchsorted(prev.keys, prev.suffix[ctx] * radix + last)
+        out.append(OrderCounts(uniq, counts, suffix, prev.starts_bos[ctx]))
+    return out
+
+
+def continuation_counts(tables: list[OrderCounts], n: int) -> np.ndarray:
+    """KenLM's adjusted counts of order ``n``: what Kneser-Ney smoothing counts.
 
     The top order keeps its raw counts. A lower-order n-gram counts the
     distinct tokens seen before it (``<s>`` included), except one that starts
     with ``<s>``, which nothing can precede: it keeps its raw count.
     """
-    out = []
-    for n, table in enumerate(tables[:-1]):
-        higher = tables[n + 1]
-        adjusted = np.bincount(higher.suffix, minlength=len(table.keys)).astype(np.int64)
-        adjusted[table.starts_bos] = table.counts[table.starts_bos]
-        out.append(adjusted)
-    out.append(tables[-1].counts)
-    return out
+    table = tables[n - 1]
+    if n == len(tables):
+        return table.counts
+    adjusted = np.bincount(tables[n].suffix, minlength=len(table.keys)).astype(table.counts.dtype)
+    adjusted[table.starts_bos] = table.counts[table.starts_bos]
+    return adjusted

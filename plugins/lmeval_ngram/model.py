@@ -11,7 +11,7 @@ import numpy as np
 import lmeval
 
 from .arpa import BOS_WORD, EOS_WORD, UNK_WORD, read_arpa, spell, write_arpa
-from .counting import count_ngrams, pad
+from .counting import count_ngrams, pad, token_dtype
 from .smoothing import SMOOTHINGS, estimate
 from .tables import Tables
 
@@ -64,8 +64,8 @@ class _BackoffModel(lmeval.LanguageModel):
         internal = self._internal(ids)
         if len(internal) == 0:
             return np.zeros(0, dtype=np.float64)
-        seq, pos = pad(internal, self._internal_eos(), tables.bos)
-        return tables.score_padded(seq)[pos]
+        seq, starts = pad(internal, self._internal_eos(), tables.bos)
+        return tables.score_padded(seq, starts)[~starts]
 
     def next_token_logprobs(self, context_ids: np.ndarray) -> np.ndarray:
         tables = self._require()
@@ -184,7 +184,7 @@ class NGram(_BackoffModel):
         bos = size  # <s> is no vocabulary id: it is context only
         eos = self.vocab.eos_id if self._sentences else None
         with lmeval.progress(f"count {self.config['order']}-grams", total=2) as bar:
-            seq, _ = pad(self._internal(train_ids), eos, bos)
+            seq, _ = pad(self._internal(train_ids), eos, bos, token_dtype(size + 1))
             orders = count_ngrams(seq, bos, size + 1, self.config["order"])
             del seq
             bar.update(advance=1)

@@ -24,6 +24,9 @@ Each sums to 1 over the vocabulary at every context: the discounted mass
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 import numpy as np
 
 from .counting import OrderCounts, continuation_counts
@@ -72,10 +75,14 @@ def _contexts(orders: list[OrderCounts], n: int, radix: int) -> tuple[np.ndarray
     return orders[n - 1].keys // radix, len(orders[n - 2].keys)
 
 
+def _sum_by(ctx: np.ndarray, weights: np.ndarray, n_ctx: int) -> np.ndarray:
+    """Sum of ``weights`` per context, float64 (bincount gives int64 when empty)."""
+    return np.bincount(ctx, weights=weights, minlength=n_ctx).astype(np.float64, copy=False)
+
+
 def interpolate(
     orders: list[OrderCounts],
-    counts: list[np.ndarray],
-    discounts: list[np.ndarray],
+    weights: Callable[[int], tuple[np.ndarray, np.ndarray]],
     vocab_size: int,
     radix: int,
     bos: int,
@@ -83,28 +90,36 @@ def interpolate(
 ) -> Tables:
     """The interpolated model of the module docstring, one order at a time.
 
-    ``discounts[n-1]`` holds ``d`` for every n-gram of order n (0 where the count
-    is 0); ``extra_mass`` adds Witten-Bell's ``N1+(h .)`` to ``Z`` and ``G``.
+    ``weights(n)`` gives the float64 counts ``c`` and discounts ``d`` of the
+    n-grams of order n (d = 0 where c = 0), asked for one order at a time so
+    that only one order's temporaries live at once; ``extra_mass`` adds
+    Witten-Bell's ``N1+(h .)`` to ``Z`` and ``G``.
     """
     logp: list[np.ndarray] = []
     logbo: list[np.ndarray] = []
     probs = np.full(1, 1.0 / vocab_size)  # order 0: the uniform distribution
     for n in range(1, len(orders) + 1):
-        c = counts[n - 1].astype(np.float64)
-        d = discounts[n - 1]
+        c, d = weights(n)
         ctx, n_ctx = _contexts(orders, n, radix)
-        z = np.bincount(ctx, weights=c, minlength=n_ctx)
-        g = np.bincount(ctx, weights=d, minlength=n_ctx)
+        z = _sum_by(ctx, c, n_ctx)
+        g = _sum_by(ctx, d, n_ctx)
         if extra_mass:
-            seen = np.bincount(ctx, weights=(c > 0), minlength=n_ctx)
+            seen = _sum_by(ctx, c > 0, n_ctx)
             z += seen
             g += seen
         is_ctx = z > 0
         gamma = np.divide(g, z, out=np.ones_like(z), where=is_ctx)
-        alpha = (c - d) / np.where(is_ctx, z, 1.0)[ctx]
+        np.copyto(z, 1.0, where=~is_ctx)
+        alpha = np.subtract(c, d, out=c)
+        del d
+        alpha /= z[ctx]
+        lower = probs[orders[n - 1].suffix]
+        lower *= gamma[ctx]
+        alpha += lower
+        probs = alpha
+        del lower, ctx
         if n > 1:
             logbo.append(np.log(gamma))
-        probs = alpha + gamma[ctx] * probs[orders[n - 1].suffix]
         logp.append(np.log(probs))
     return Tables(radix, bos, [o.keys for o in orders], logp, logbo)
 
@@ -124,7 +139,7 @@ def unsmoothed(
     for n in range(1, len(orders) + 1):
         c = orders[n - 1].counts.astype(np.float64)
         ctx, n_ctx = _contexts(orders, n, radix)
-        z = np.bincount(ctx, weights=c, minlength=n_ctx)
+        z = _sum_by(ctx, c, n_ctx)
         is_ctx = z > 0
         den = z + k * vocab_size
         logp.append(_log_ratio(c + k, den[ctx]))
@@ -150,27 +165,29 @@ def estimate(
     facts: dict = {}
     if smoothing in ("mle", "add-k"):
         return unsmoothed(orders, vocab_size, radix, bos, 0.0 if smoothing == "mle" else k), facts
-    if smoothing == "witten-bell":
-        zeros = [np.zeros(len(o.keys)) for o in orders]
-        counts = [o.counts for o in orders]
-        tables = interpolate(orders, counts, zeros, vocab_size, radix, bos, extra_mass=True)
-        return tables, facts
-    if smoothing == "absolute":
-        counts = [o.counts for o in orders]
-        ds = [np.where(c > 0, discount, 0.0) for c in counts]
-        facts["discounts"] = {str(n): discount for n in range(1, len(orders) + 1)}
-        return interpolate(orders, counts, ds, vocab_size, radix, bos), facts
-    counts = continuation_counts(orders)
-    ds, per_order, notes = [], {}, []
-    for n, c in enumerate(counts, start=1):
+    if smoothing in ("witten-bell", "absolute"):
+        fixed = 0.0 if smoothing == "witten-bell" else discount
+
+        def raw(n: int) -> tuple[np.ndarray, np.ndarray]:
+            c = orders[n - 1].counts.astype(np.float64)
+            return c, np.where(c > 0, fixed, 0.0)
+
+        if smoothing == "absolute":
+            facts["discounts"] = {str(n): discount for n in range(1, len(orders) + 1)}
+        extra = smoothing == "witten-bell"
+        return interpolate(orders, raw, vocab_size, radix, bos, extra_mass=extra), facts
+    per_order: dict[str, Any] = {}
+    notes: list[str] = []
+
+    def adjusted(n: int) -> tuple[np.ndarray, np.ndarray]:
+        c = continuation_counts(orders, n)
         if smoothing == "kn":
             value, fell_back = kn_discount(c)
-            ds.append(np.where(c > 0, value, 0.0))
+            d = np.where(c > 0, value, 0.0)
             per_order[str(n)] = value
         else:
             amounts, fell_back = kenlm_discounts(c)
-            table = np.array((0.0, *amounts))
-            ds.append(table[np.minimum(c, 3)])
+            d = np.array((0.0, *amounts))[np.minimum(c, 3)]
             per_order[str(n)] = list(amounts)
         if fell_back:
             shown = FALLBACK[0] if smoothing == "kn" else FALLBACK
@@ -178,7 +195,10 @@ def estimate(
                 f"discount fallback {shown} used for order {n} (closed-form estimate undefined"
                 " or out of range on these counts), as KenLM's --discount_fallback"
             )
+        return c.astype(np.float64), d
+
+    tables = interpolate(orders, adjusted, vocab_size, radix, bos)
     facts["discounts"] = per_order
     if notes:
         facts["notes"] = notes
-    return interpolate(orders, counts, ds, vocab_size, radix, bos), facts
+    return tables, facts

@@ -20,9 +20,11 @@ Scoring walks the orders upward once over the whole input: one
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
+
+from .hashing import HashIndex
 
 
 @dataclass
@@ -33,6 +35,7 @@ class Tables:
     logp: list[np.ndarray]  # per order, natural log probabilities
     logbo: list[np.ndarray]  # per order below the top one, natural log backoff weights
     backoff: bool = True
+    _index: dict = field(default_factory=dict, repr=False, compare=False)
 
     @property
     def order(self) -> int:
@@ -48,44 +51,49 @@ class Tables:
         ``ctx`` is -1 where the context itself is absent (its key is then negative
         and matches nothing).
         """
-        keys = self.keys[n - 1]
+        index = self._index.get(n)
+        if index is None or index.keys is not self.keys[n - 1]:
+            index = self._index[n] = HashIndex(self.keys[n - 1])
         query = ctx * self.radix
         query += tok
-        idx = np.searchsorted(keys, query)
-        np.minimum(idx, len(keys) - 1, out=idx)
-        return np.where(keys[idx] == query, idx, -1)
+        return index.find(query)
 
-    def _step(
-        self, n: int, lp: np.ndarray, ctx: np.ndarray, tok: np.ndarray
-    ) -> tuple[np.ndarray, np.ndarray]:
-        """Move ``lp`` from order n-1 to order n; returns it and the n-gram ranks."""
+    def _padded(self, name: str, n: int) -> np.ndarray:
+        """``logp`` or ``logbo`` of order n with one more entry at the end, which
+        rank -1 (absent) reads: 0 for a backoff (no weight), NaN for "no context"."""
+        key = (name, n)
+        if key not in self._index:
+            values = (self.logp if name == "logp" else self.logbo)[n - 1]
+            fill = 0.0 if self.backoff or name == "logp" else np.nan
+            self._index[key] = np.append(values, fill)
+        return self._index[key]
+
+    def _step(self, n: int, lp: np.ndarray, ctx: np.ndarray, tok: np.ndarray) -> np.ndarray:
+        """Move ``lp`` (in place) from order n-1 to order n; returns the n-gram ranks."""
         idx = self.lookup(n, ctx, tok)
-        found = idx >= 0
-        bo = np.where(
-            ctx >= 0, self.logbo[n - 2][np.maximum(ctx, 0)], 0.0 if self.backoff else np.nan
-        )
-        stored = self.logp[n - 1][np.maximum(idx, 0)]
+        bo = self._padded("logbo", n - 1)[ctx]
         if self.backoff:
-            lp = np.where(found, stored, lp + bo)
+            lp += bo
         else:
-            lp = np.where(found, stored, np.where(np.isnan(bo), lp, bo))
-        return lp, idx
+            np.copyto(lp, bo, where=~np.isnan(bo))
+        np.copyto(lp, self._padded("logp", n)[idx], where=idx >= 0)
+        return idx
 
-    def score_padded(self, seq: np.ndarray) -> np.ndarray:
+    def score_padded(self, seq: np.ndarray, starts: np.ndarray) -> np.ndarray:
         """Natural-log probability of every token of a padded sequence given its sentence.
 
-        Positions holding ``<s>`` get a meaningless value: they are never predicted.
+        ``starts`` marks the ``<s>`` that begin sentences; they are never predicted
+        and get a meaningless value.
         """
         seq = np.asarray(seq, dtype=np.int64)
         lp = self.logp[0][seq]
         rank = seq
-        starts = seq == self.bos
         for n in range(2, self.order + 1):
             ctx = np.empty_like(rank)
             ctx[0] = -1
             ctx[1:] = rank[:-1]
             ctx[starts] = -1  # an n-gram never crosses a sentence start
-            lp, rank = self._step(n, lp, ctx, seq)
+            rank = self._step(n, lp, ctx, seq)
         return lp
 
     def context_rank(self, context: np.ndarray) -> int:
@@ -106,7 +114,7 @@ class Tables:
         lp = self.logp[0][tok]
         for n in range(2, min(self.order, len(history) + 1) + 1):
             ctx = np.full(len(tok), self.context_rank(history[len(history) - (n - 1) :]))
-            lp, _ = self._step(n, lp, ctx, tok)
+            self._step(n, lp, ctx, tok)
         return lp
 
     def ngram_tokens(self, n: int) -> np.ndarray:
