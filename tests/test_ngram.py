@@ -61,6 +61,14 @@ def test_every_smoothing_is_a_distribution_at_every_context(chars, smoothing, or
 
 
 @pytest.mark.parametrize("smoothing", SMOOTHINGS)
+def test_stream_mode_is_a_distribution_too(chars, smoothing):
+    vocab, train = chars
+    model = fitted(vocab, train, order=3, smoothing=smoothing, sentences=False)
+    for context in contexts(vocab, train, np.random.default_rng(9)):
+        assert math.fsum(np.exp(model.next_token_logprobs(context))) == pytest.approx(1, abs=1e-9)
+
+
+@pytest.mark.parametrize("smoothing", SMOOTHINGS)
 @pytest.mark.parametrize("sentences", [True, False])
 def test_score_is_the_next_token_distribution(chars, smoothing, sentences):
     # score(ids)[i] = log p(ids[i] | ids[:i]): the context restarts after every
@@ -165,7 +173,7 @@ def test_arpa_round_trip_scores_identically(chars, tmp_path, smoothing):
     model = fitted(vocab, train, order=4, smoothing=smoothing)
     model.save(tmp_path / "m.arpa")
     text = (tmp_path / "m.arpa").read_text(encoding="utf-8")
-    assert "\n0.0\t<s>\t" in text and "\t▁" in text  # <s> as KenLM writes it; space as ▁
+    assert "\n0\t<s>\t" in text and "\t▁" in text  # <s> as KenLM writes it; space as ▁
     back = Arpa(vocab, path=str(tmp_path / "m.arpa"))
     back.fit(train)
     ids = np.concatenate([train, np.random.default_rng(1).integers(0, len(vocab), 300)])

@@ -43,7 +43,7 @@ def spell(token: str, eos: str | None) -> str:
 def _fmt(log_e: np.ndarray) -> list[str]:
     """Base-10 values, shortest text that reads back to the same float64."""
     log10 = np.asarray(log_e, dtype=np.float64) / _LN10
-    return [repr(v) if v > _ZERO else "-99" for v in log10.tolist()]
+    return ["0" if v == 0 else repr(v) if v > _ZERO else "-99" for v in log10.tolist()]
 
 
 def write_arpa(path: str | Path, tables: Tables, words: list[str]) -> None:

@@ -38,7 +38,8 @@ class HashIndex:
 
     def _hash(self, query: np.ndarray) -> np.ndarray:
         mixed = np.asarray(query, dtype=np.int64).view(np.uint64) * _GOLDEN
-        return (mixed >> np.uint64(64 - self.bits)).astype(np.int64)
+        mixed >>= np.uint64(64 - self.bits)
+        return mixed.view(np.int64)  # below 2**bits: the same numbers
 
     def _place(self, pending: np.ndarray) -> None:
         """Put the entries ``pending`` (positions in ``keys``, absent so far) in free slots."""

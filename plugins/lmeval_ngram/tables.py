@@ -14,8 +14,8 @@ is the context of a longer one and the longer one is absent:
   context's ``logbo`` (the probability of any unseen token there); ``NaN``
   marks an n-gram that is no context, so a shorter one decides.
 
-Scoring walks the orders upward once over the whole input: one
-``searchsorted`` and a few ``where`` per order, no Python loop per token.
+Scoring walks the orders upward once over the whole input: one hash-table
+lookup (:mod:`.hashing`) and a few gathers per order, no Python loop per token.
 """
 
 from __future__ import annotations
@@ -35,7 +35,8 @@ class Tables:
     logp: list[np.ndarray]  # per order, natural log probabilities
     logbo: list[np.ndarray]  # per order below the top one, natural log backoff weights
     backoff: bool = True
-    _index: dict = field(default_factory=dict, repr=False, compare=False)
+    # built on first use, never saved: hash indexes per order, padded value arrays
+    _cache: dict = field(default_factory=dict, repr=False, compare=False)
 
     @property
     def order(self) -> int:
@@ -51,9 +52,9 @@ class Tables:
         ``ctx`` is -1 where the context itself is absent (its key is then negative
         and matches nothing).
         """
-        index = self._index.get(n)
+        index = self._cache.get(n)
         if index is None or index.keys is not self.keys[n - 1]:
-            index = self._index[n] = HashIndex(self.keys[n - 1])
+            index = self._cache[n] = HashIndex(self.keys[n - 1])
         query = ctx * self.radix
         query += tok
         return index.find(query)
@@ -62,11 +63,11 @@ class Tables:
         """``logp`` or ``logbo`` of order n with one more entry at the end, which
         rank -1 (absent) reads: 0 for a backoff (no weight), NaN for "no context"."""
         key = (name, n)
-        if key not in self._index:
+        if key not in self._cache:
             values = (self.logp if name == "logp" else self.logbo)[n - 1]
             fill = 0.0 if self.backoff or name == "logp" else np.nan
-            self._index[key] = np.append(values, fill)
-        return self._index[key]
+            self._cache[key] = np.append(values, fill)
+        return self._cache[key]
 
     def _step(self, n: int, lp: np.ndarray, ctx: np.ndarray, tok: np.ndarray) -> np.ndarray:
         """Move ``lp`` (in place) from order n-1 to order n; returns the n-gram ranks."""
