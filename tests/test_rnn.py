@@ -118,6 +118,7 @@ def test_save_load_same_scores_and_weights_only(trained, data, tmp_path):
     np.testing.assert_array_equal(loaded.score(ids[:200]), trained.score(ids[:200]))
     assert loaded.history == trained.history and loaded.vocab == vocab
     assert loaded.num_params == trained.num_params
+    assert loaded.to("cpu") is loaded and loaded.details()["device"] == "cpu"
 
 
 def test_damaged_checkpoints_are_one_line_errors(trained, tmp_path):
@@ -296,3 +297,11 @@ def test_importing_the_plugin_does_not_import_torch():
         check=True,
     )
     assert "torch" not in out.stderr
+
+
+def test_anneal_schedule_holds_then_lowers_the_rate():
+    from lmeval_rnn.training import annealed
+
+    assert annealed(2e-3, 0.0) == annealed(2e-3, 0.7) == 2e-3
+    assert annealed(2e-3, 0.85) == pytest.approx(1e-3 * 1.02)  # half way down the cosine
+    assert annealed(2e-3, 1.0) == pytest.approx(4e-5)

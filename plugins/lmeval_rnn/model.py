@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 import re
+import time
 from contextlib import contextmanager, nullcontext
 from pathlib import Path
 from typing import Any
@@ -97,9 +98,10 @@ PARAMS = (
     P(
         "schedule",
         str,
-        "cosine",
-        "cosine: decay over the budget/epochs; plateau: halve when validation stalls",
-        ("cosine", "plateau"),
+        "anneal",
+        "anneal: hold the rate, lower it over the last 30% of the budget/epochs; "
+        "plateau: halve it when validation stalls",
+        ("anneal", "plateau"),
     ),
     P("clip", float, 1.0, "gradient-norm clipping (0 = off)", check=lmeval.at_least(0)),
     P("epochs", int, 50, "most passes over the training ids", check=lmeval.at_least(1)),
@@ -261,6 +263,7 @@ class RNN(lmeval.LanguageModel):
     # -- training ----------------------------------------------------------
 
     def fit(self, train_ids: np.ndarray, valid_ids: np.ndarray | None = None) -> None:
+        began = time.perf_counter()  # a time budget covers the set-up too
         import torch
 
         from .training import Limits, train
@@ -289,6 +292,7 @@ class RNN(lmeval.LanguageModel):
                 limits,
                 self.start_id,
                 self._autocast(),
+                began,
             )
             used_threads = torch.get_num_threads()
         self.history = outcome.history

@@ -25,8 +25,17 @@ from .cells import detach_state
 
 #: The learning rate each optimizer gets when ``lr=0`` (automatic).
 DEFAULT_LR = {"sgd": 1.0, "adam": 2e-3, "adamw": 2e-3}
-#: Cosine schedules end at this fraction of the starting rate.
+#: The ``anneal`` schedule holds the rate, then over this last part of the run
+#: (by whichever limit binds first) lowers it along a half cosine ...
+ANNEAL_PART = 0.3
+#: ... to this fraction of the starting rate.
 FINAL_LR_FRACTION = 0.02
+
+
+def annealed(lr0: float, progress: float) -> float:
+    """The ``anneal`` schedule's rate at ``progress`` (0..1) through the run."""
+    t = max(0.0, (progress - (1 - ANNEAL_PART)) / ANNEAL_PART)
+    return lr0 * (FINAL_LR_FRACTION + (1 - FINAL_LR_FRACTION) * 0.5 * (1 + math.cos(math.pi * t)))
 
 
 def sequential_batches(
@@ -179,8 +188,13 @@ def train(
     limits: Limits,
     start_id: int,
     autocast,
+    began: float | None = None,
 ) -> Outcome:
-    """Train ``net`` in place; on return it holds the state of the best validation epoch."""
+    """Train ``net`` in place; on return it holds the state of the best validation epoch.
+
+    A time budget counts from ``began`` (``time.perf_counter()``; default: now),
+    so that set-up before training is inside it too.
+    """
     rng = np.random.default_rng(config["seed"])
     lr0 = config["lr"] or DEFAULT_LR[config["optimizer"]]
     params = [p for p in net.parameters() if p.requires_grad]
@@ -195,7 +209,7 @@ def train(
     stale = 0
     lr = lr0
     flag: dict[str, str] = {}
-    began = time.perf_counter()
+    began = time.perf_counter() if began is None else began
     valid_seconds = 0.0
     if limits.seconds:
         total, unit = limits.seconds, "s"
@@ -215,15 +229,14 @@ def train(
             for done, (x, y) in enumerate(
                 batches(train_data, config["batch"], config["steps"], rng)
             ):
-                if config["schedule"] == "cosine":
-                    f = limits.fraction(
-                        epoch - 1 + done / per_epoch,
-                        time.perf_counter() - began + valid_seconds,
-                        outcome.tokens + tokens,
-                    )
-                    lr = lr0 * (
-                        FINAL_LR_FRACTION
-                        + (1 - FINAL_LR_FRACTION) * 0.5 * (1 + math.cos(math.pi * f))
+                if config["schedule"] == "anneal":
+                    lr = annealed(
+                        lr0,
+                        limits.fraction(
+                            epoch - 1 + done / per_epoch,
+                            time.perf_counter() - began + valid_seconds,
+                            outcome.tokens + tokens,
+                        ),
                     )
                     for group in optimizer.param_groups:
                         group["lr"] = lr
