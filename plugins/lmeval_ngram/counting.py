@@ -37,7 +37,7 @@ class OrderCounts:
 #: chunks, so its memory is the token array, one rank array and the tables.
 CHUNK = 1 << 15
 #: Key ranges up to this many are counted with a dense bincount.
-DENSE_RANGE = 1 << 17
+DENSE_RANGE = 1 << 19
 
 
 def token_dtype(radix: int) -> type:
@@ -68,20 +68,22 @@ def pad(ids: np.ndarray, eos_id: int | None, bos: int, dtype=np.int64):
 class _KeyCounter:
     """Counts int64 keys in ``[0, key_range)`` that arrive in chunks.
 
-    A bincount over the range when it is small; otherwise every chunk's distinct
-    keys (``np.unique``) go into a hash table, sorted once at the end.
+    A dense array of counts over the range when it is small (int32: 2 MiB at
+    most); otherwise every chunk's distinct keys (``np.unique``) go into a hash
+    table, sorted once at the end.
     """
 
-    def __init__(self, key_range: int) -> None:
+    def __init__(self, key_range: int, count_dtype=np.int32) -> None:
         self.dense = key_range <= DENSE_RANGE
         if self.dense:
-            self.total = np.zeros(key_range, dtype=np.int64)
+            self.total = np.zeros(key_range, dtype=count_dtype)
+            self.one = count_dtype(1)
         else:
             self.index, self.counts = HashIndex(load=2), np.zeros(0, dtype=np.int64)
 
     def add(self, keys: np.ndarray) -> None:
         if self.dense:
-            self.total += np.bincount(keys, minlength=len(self.total))
+            np.add.at(self.total, keys, self.one)
             return
         keys, found = np.unique(keys, return_counts=True)
         at = self.index.find(keys)
@@ -95,18 +97,22 @@ class _KeyCounter:
         what :meth:`rank_of` needs to give any counted key its sorted rank."""
         if self.dense:
             uniq = np.flatnonzero(self.total)
-            counts = self.total[uniq]
+            counts = self.total[uniq].astype(np.int64)
             if rank_dtype is not None:
                 self.ranks = np.full(len(self.total), -1, dtype=rank_dtype)
                 self.ranks[uniq] = np.arange(len(uniq), dtype=rank_dtype)
             del self.total
             return uniq, counts
-        by_key = np.argsort(self.index.keys)
-        uniq, counts = self.index.keys[by_key], self.counts[by_key]
+        if rank_dtype is None:
+            del self.index.slots  # room for the sort
+        keys, counts = self.index.keys, self.counts
         del self.counts
         if rank_dtype is None:
             del self.index
-        else:
+        by_key = np.argsort(keys)
+        uniq, counts = keys[by_key], counts[by_key]
+        del keys
+        if rank_dtype is not None:
             self.ranks = np.empty(len(uniq), dtype=rank_dtype)
             self.ranks[by_key] = np.arange(len(uniq), dtype=rank_dtype)
         return uniq, counts
@@ -116,12 +122,13 @@ class _KeyCounter:
 
 
 def count_ngrams(
-    seq: np.ndarray, bos: int, radix: int, order: int, packing: str = "auto"
+    ids: np.ndarray, eos_id: int | None, radix: int, order: int, packing: str = "auto"
 ) -> list[OrderCounts]:
-    """The n-grams of orders 1..``order`` of a padded sequence (see :func:`pad`).
+    """The n-grams of orders 1..``order`` of ``ids``, padded by :func:`pad`.
 
-    ``<s>`` is counted as context only: its unigram count is 0 and no n-gram
-    ends with it. Two ways to count, same result:
+    ``<s>`` is the last internal id, ``radix - 1``; it is counted as context
+    only: its unigram count is 0 and no n-gram ends with it. Two ways to count,
+    same result:
 
     * ``mixed`` (when ``radix ** order`` fits in 62 bits, e.g. characters up to
       order 10): one pass over chunks of tokens computes the mixed-radix key of
@@ -130,29 +137,21 @@ def count_ngrams(
     * ``ranked`` (any vocabulary and order): one int32 rank per token, replaced
       in place order after order by the rank of the n-gram ending there.
     """
+    bos = radix - 1
+    seq = pad(ids, eos_id, bos, token_dtype(radix))[0]
     unigram = np.zeros(radix, dtype=np.int64)
     for a in range(0, len(seq), CHUNK):
         unigram += np.bincount(seq[a : a + CHUNK], minlength=radix)
     unigram[bos] = 0
     tokens = np.arange(radix, dtype=np.int64)
     out = [OrderCounts(tokens, unigram, np.zeros(radix, dtype=np.int64), tokens == bos)]
-    if packing == "mixed" or (packing == "auto" and radix**order < 2**62):
-        return _count_mixed(seq, bos, radix, order, out)
-    return _count_ranked(seq, bos, radix, order, out)
-
-
-def _count_mixed(seq, bos, radix, order, out: list[OrderCounts]) -> list[OrderCounts]:
-    size = len(seq)
-    starts = np.concatenate(
-        [np.flatnonzero(seq[a : a + CHUNK] == bos) + a for a in range(0, size, CHUNK)]
-    )
-    counters = {n: _KeyCounter(radix**n) for n in range(2, order + 1)}
-    for a in range(1, size, CHUNK):
-        _count_mixed_chunk(seq, starts, a, bos, radix, order, counters)
-    finished = {n: counters.pop(n).finish() for n in range(2, order + 1)}
+    if packing == "ranked" or (packing == "auto" and radix**order >= 2**62):
+        return _count_ranked(seq, bos, radix, order, out)
+    counters = _count_mixed(seq, bos, radix, order)
+    del seq  # the tables are built from the counters alone
     lower = out[0].keys  # mixed-radix keys of the order below, sorted
     for n in range(2, order + 1):
-        keys, counts = finished.pop(n)
+        keys, counts = counters.pop(n).finish()
         packed = np.searchsorted(lower, keys // radix)  # prefix rank
         packed *= radix
         packed += keys % radix
@@ -163,18 +162,32 @@ def _count_mixed(seq, bos, radix, order, out: list[OrderCounts]) -> list[OrderCo
     return out
 
 
-def _count_mixed_chunk(seq, starts, a, bos, radix, order, counters) -> None:
-    """Count the n-grams of every order ending at positions ``a..a+CHUNK-1``."""
+def _count_mixed(seq, bos, radix, order) -> dict[int, _KeyCounter]:
+    """The mixed-radix keys of every order, counted in one pass over chunks."""
+    wide = np.int32 if len(seq) < 2**31 else np.int64
+    counters = {n: _KeyCounter(radix**n, wide) for n in range(2, order + 1)}
+    sentence_start = 0  # position of the latest <s>
+    for a in range(1, len(seq), CHUNK):
+        sentence_start = _count_mixed_chunk(seq, a, sentence_start, bos, radix, order, counters)
+    return counters
+
+
+def _count_mixed_chunk(seq, a, sentence_start, bos, radix, order, counters) -> int:
+    """Count the n-grams of every order ending at positions ``a..a+CHUNK-1``;
+    returns the position of the latest ``<s>`` so far."""
     b = min(a + CHUNK, len(seq))
     lo = max(0, a - order + 1)  # the chunk and the history its n-grams need
     window = seq[lo:b].astype(np.int64)
     ends = np.arange(a, b)
-    span = ends - starts[np.searchsorted(starts, ends, side="right") - 1] + 1
     predicted = window[a - lo :] != bos
+    start = np.where(predicted, sentence_start, ends)
+    np.maximum.accumulate(start, out=start)  # the <s> of each position's sentence
+    span = ends - start + 1  # tokens from that <s> to the position, both included
     key = window.copy()
     for n in range(2, order + 1):
         key[1:] = key[:-1] * radix + window[1:]  # key of the n-gram ending at each position
         counters[n].add(key[a - lo :][predicted & (span >= n)])
+    return int(start[-1])
 
 
 def _chunk_keys(seq, rank, bos, radix, a) -> tuple[np.ndarray, np.ndarray]:
@@ -192,7 +205,7 @@ def _count_ranked(seq, bos, radix, order, out: list[OrderCounts]) -> list[OrderC
     chunks = range(1, size, CHUNK)
     for n in range(2, order + 1):
         prev = out[-1]
-        counter = _KeyCounter(len(prev.keys) * radix)
+        counter = _KeyCounter(len(prev.keys) * radix, np.int32 if size < 2**31 else np.int64)
         for a in chunks:
             counter.add(_chunk_keys(seq, rank, bos, radix, a)[0])
         uniq, counts = counter.finish(rank.dtype if n < order else None)

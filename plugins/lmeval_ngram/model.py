@@ -11,7 +11,7 @@ import numpy as np
 import lmeval
 
 from .arpa import BOS_WORD, EOS_WORD, UNK_WORD, read_arpa, spell, write_arpa
-from .counting import count_ngrams, pad, token_dtype
+from .counting import count_ngrams, pad
 from .smoothing import SMOOTHINGS, estimate
 from .tables import Tables
 
@@ -202,9 +202,7 @@ class NGram(_BackoffModel):
         bos = size  # <s> is no vocabulary id: it is context only
         eos = self.vocab.eos_id if self._sentences else None
         with lmeval.progress(f"count {self.config['order']}-grams", total=2) as bar:
-            seq, _ = pad(self._internal(train_ids), eos, bos, token_dtype(size + 1))
-            orders = count_ngrams(seq, bos, size + 1, self.config["order"])
-            del seq
+            orders = count_ngrams(self._internal(train_ids), eos, size + 1, self.config["order"])
             bar.update(advance=1)
             self.tables, facts = estimate(
                 orders,

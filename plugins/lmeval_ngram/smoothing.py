@@ -68,11 +68,15 @@ def kn_discount(counts: np.ndarray) -> tuple[float, bool]:
     return n1 / (n1 + 2 * n2), False
 
 
-def _contexts(orders: list[OrderCounts], n: int, radix: int) -> tuple[np.ndarray, int]:
-    """Context rank of every n-gram of order ``n`` (0 for unigrams) and the number of contexts."""
+#: N-grams per slice when turning counts into probabilities (bounds the temporaries).
+SLICE = 1 << 15
+
+
+def _contexts(orders: list[OrderCounts], n: int, radix: int, part: slice) -> np.ndarray:
+    """Context rank of the n-grams ``part`` of order ``n`` (0 for unigrams)."""
     if n == 1:
-        return np.zeros(len(orders[0].keys), dtype=np.int64), 1
-    return orders[n - 1].keys // radix, len(orders[n - 2].keys)
+        return np.zeros(len(orders[0].keys[part]), dtype=np.int64)
+    return orders[n - 1].keys[part] // radix
 
 
 def _sum_by(ctx: np.ndarray, weights: np.ndarray, n_ctx: int) -> np.ndarray:
@@ -82,7 +86,8 @@ def _sum_by(ctx: np.ndarray, weights: np.ndarray, n_ctx: int) -> np.ndarray:
 
 def interpolate(
     orders: list[OrderCounts],
-    weights: Callable[[int], tuple[np.ndarray, np.ndarray]],
+    counts_of: Callable[[int], np.ndarray],
+    discounts_of: Callable[[int, np.ndarray], np.ndarray],
     vocab_size: int,
     radix: int,
     bos: int,
@@ -90,37 +95,46 @@ def interpolate(
 ) -> Tables:
     """The interpolated model of the module docstring, one order at a time.
 
-    ``weights(n)`` gives the float64 counts ``c`` and discounts ``d`` of the
-    n-grams of order n (d = 0 where c = 0), asked for one order at a time so
-    that only one order's temporaries live at once; ``extra_mass`` adds
-    Witten-Bell's ``N1+(h .)`` to ``Z`` and ``G``.
+    ``counts_of(n)`` gives the counts ``c`` of the n-grams of order n;
+    ``discounts_of(n, c)`` the discount of a count of 0, 1, 2 and 3 or more;
+    ``extra_mass`` adds Witten-Bell's ``N1+(h .)`` to ``Z`` and ``G``. The
+    n-grams of an order are processed in slices, so that the temporaries stay
+    small beside the tables.
     """
     logp: list[np.ndarray] = []
     logbo: list[np.ndarray] = []
-    probs = np.full(1, 1.0 / vocab_size)  # order 0: the uniform distribution
+    lower = np.full(1, 1.0 / vocab_size)  # order 0: the uniform distribution
     for n in range(1, len(orders) + 1):
-        c, d = weights(n)
-        ctx, n_ctx = _contexts(orders, n, radix)
-        z = _sum_by(ctx, c, n_ctx)
-        g = _sum_by(ctx, d, n_ctx)
-        if extra_mass:
-            seen = _sum_by(ctx, c > 0, n_ctx)
-            z += seen
-            g += seen
+        counts = counts_of(n)
+        amounts = np.asarray(discounts_of(n, counts), dtype=np.float64)
+        n_ctx = 1 if n == 1 else len(orders[n - 2].keys)
+        parts = [slice(a, a + SLICE) for a in range(0, len(counts), SLICE)]
+        z, g = np.zeros(n_ctx), np.zeros(n_ctx)
+        for part in parts:
+            c = counts[part]
+            ctx = _contexts(orders, n, radix, part)
+            z += _sum_by(ctx, c, n_ctx)
+            g += _sum_by(ctx, amounts[np.minimum(c, 3)], n_ctx)
+            if extra_mass:
+                seen = _sum_by(ctx, c > 0, n_ctx)
+                z += seen
+                g += seen
         is_ctx = z > 0
         gamma = np.divide(g, z, out=np.ones_like(z), where=is_ctx)
         np.copyto(z, 1.0, where=~is_ctx)
-        alpha = np.subtract(c, d, out=c)
-        del d
-        alpha /= z[ctx]
-        lower = probs[orders[n - 1].suffix]
-        lower *= gamma[ctx]
-        alpha += lower
-        probs = alpha
-        del lower, ctx
+        probs = np.empty(len(counts))
+        suffix = orders[n - 1].suffix
+        for part in parts:
+            c = counts[part]
+            ctx = _contexts(orders, n, radix, part)
+            p = (c - amounts[np.minimum(c, 3)]) / z[ctx]
+            p += gamma[ctx] * lower[suffix[part]]
+            probs[part] = p
         if n > 1:
             logbo.append(np.log(gamma))
-        logp.append(np.log(probs))
+            logp.append(np.log(lower, out=lower))  # order n-1 is done with
+        lower = probs
+    logp.append(np.log(lower, out=lower))
     return Tables(radix, bos, [o.keys for o in orders], logp, logbo)
 
 
@@ -138,7 +152,8 @@ def unsmoothed(
     logbo: list[np.ndarray] = []
     for n in range(1, len(orders) + 1):
         c = orders[n - 1].counts.astype(np.float64)
-        ctx, n_ctx = _contexts(orders, n, radix)
+        ctx = _contexts(orders, n, radix, slice(None))
+        n_ctx = 1 if n == 1 else len(orders[n - 2].keys)
         z = _sum_by(ctx, c, n_ctx)
         is_ctx = z > 0
         den = z + k * vocab_size
@@ -167,27 +182,28 @@ def estimate(
         return unsmoothed(orders, vocab_size, radix, bos, 0.0 if smoothing == "mle" else k), facts
     if smoothing in ("witten-bell", "absolute"):
         fixed = 0.0 if smoothing == "witten-bell" else discount
-
-        def raw(n: int) -> tuple[np.ndarray, np.ndarray]:
-            c = orders[n - 1].counts.astype(np.float64)
-            return c, np.where(c > 0, fixed, 0.0)
-
         if smoothing == "absolute":
             facts["discounts"] = {str(n): discount for n in range(1, len(orders) + 1)}
-        extra = smoothing == "witten-bell"
-        return interpolate(orders, raw, vocab_size, radix, bos, extra_mass=extra), facts
+        tables = interpolate(
+            orders,
+            lambda n: orders[n - 1].counts,
+            lambda n, c: (0.0, fixed, fixed, fixed),
+            vocab_size,
+            radix,
+            bos,
+            extra_mass=smoothing == "witten-bell",
+        )
+        return tables, facts
     per_order: dict[str, Any] = {}
     notes: list[str] = []
 
-    def adjusted(n: int) -> tuple[np.ndarray, np.ndarray]:
-        c = continuation_counts(orders, n)
+    def discounts(n: int, c: np.ndarray) -> tuple[float, float, float, float]:
         if smoothing == "kn":
             value, fell_back = kn_discount(c)
-            d = np.where(c > 0, value, 0.0)
             per_order[str(n)] = value
+            amounts = (value, value, value)
         else:
             amounts, fell_back = kenlm_discounts(c)
-            d = np.array((0.0, *amounts))[np.minimum(c, 3)]
             per_order[str(n)] = list(amounts)
         if fell_back:
             shown = FALLBACK[0] if smoothing == "kn" else FALLBACK
@@ -195,9 +211,10 @@ def estimate(
                 f"discount fallback {shown} used for order {n} (closed-form estimate undefined"
                 " or out of range on these counts), as KenLM's --discount_fallback"
             )
-        return c.astype(np.float64), d
+        return (0.0, *amounts)
 
-    tables = interpolate(orders, adjusted, vocab_size, radix, bos)
+    adjusted = lambda n: continuation_counts(orders, n)  # noqa: E731
+    tables = interpolate(orders, adjusted, discounts, vocab_size, radix, bos)
     facts["discounts"] = per_order
     if notes:
         facts["notes"] = notes
