@@ -252,3 +252,21 @@ def test_hash_index_finds_every_key_and_nothing_else():
     np.testing.assert_array_equal(index.find(keys), np.arange(len(keys)))
     absent = np.setdiff1d(rng.integers(0, 2**40, 5000), keys)
     assert (index.find(absent) == -1).all() and (index.find(-keys[:10]) == -1).all()
+
+
+def test_large_vocabulary_keys_do_not_overflow():
+    # 70,000 tokens: context rank * radix passes 2**31 at order 3, and radix**4
+    # passes 2**62, so order 4 counts with prefix ranks instead of mixed radix.
+    rng = np.random.default_rng(4)
+    vocab = lmeval.Vocabulary([f"w{i}" for i in range(70_000)], eos="</s>")
+    ids = rng.integers(1, 1_000, 200_000)
+    ids[rng.random(len(ids)) < 0.3] += 69_000 - 1_000  # rare words widen the key range
+    ids[rng.random(len(ids)) < 0.05] = vocab.eos_id
+    model = fitted(vocab, ids, order=4)
+    assert model.tables.keys[2].max() > 2**31
+    picks = rng.integers(10, len(ids), 15)
+    scores = model.score(ids)
+    for i in picks:
+        logp = model.next_token_logprobs(ids[:i])
+        assert logp[ids[i]] == pytest.approx(scores[i], abs=1e-12)
+        assert math.fsum(np.exp(logp)) == pytest.approx(1.0, abs=1e-9)

@@ -144,13 +144,15 @@ def test_char_o3_arpa_equals_lmplz_output(shared, char_data, tmp_path):
     assert parse_arpa(ours)[("<unk>",)][0] == pytest.approx(-2.9866097, abs=1e-6)
 
 
-def test_kenlm_arpa_scores_like_kenlm_query(shared, char_data):
+@pytest.mark.parametrize("order", [3, 5])
+def test_kenlm_arpa_scores_like_kenlm_query(shared, char_data, order):
     # The arpa model reads KenLM's own file: backoff semantics, ▁ for the space.
     vocab, _, test = char_data
-    model = Arpa(vocab, path=str(shared / "reference" / "tinyshakespeare.char.o3.arpa.gz"))
+    name = f"tinyshakespeare.char.o{order}"
+    model = Arpa(vocab, path=str(shared / "reference" / f"{name}.arpa.gz"))
     model.fit(np.zeros(0, dtype=np.int64))
     ours = model.score(test) / LN10
-    theirs = read_query(shared / "reference" / "tinyshakespeare.char.o3.query.txt.gz")
+    theirs = read_query(shared / "reference" / f"{name}.query.txt.gz")
     assert np.abs(ours - theirs).max() < 1e-6
     assert model.details()["tokens_scored_as_unk"] == 0
 

@@ -221,7 +221,7 @@ def _count_ranked(seq, bos, radix, order, out: list[OrderCounts]) -> list[OrderC
         if n == 2:
             suffix = last
         else:
-            suffix = np.searchsorted(prev.keys, prev.suffix[ctx] * radix + last)
+            suffix = np.searchsorted(prev.keys, prev.suffix[ctx].astype(np.int64) * radix + last)
         out.append(OrderCounts(uniq, counts, suffix, prev.starts_bos[ctx]))
     return out
 

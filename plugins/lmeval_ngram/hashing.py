@@ -12,6 +12,7 @@ from __future__ import annotations
 import numpy as np
 
 _GOLDEN = np.uint64(0x9E3779B97F4A7C15)  # Fibonacci hashing multiplier
+_ABSENT = np.iinfo(np.int64).min  # no query is this key: n-gram keys are above -2**62
 
 
 class HashIndex:
@@ -22,7 +23,8 @@ class HashIndex:
 
     def __init__(self, keys: np.ndarray | None = None, load: int = 4) -> None:
         self.load = load
-        self.keys = np.zeros(0, dtype=np.int64)
+        self._probe = np.array([_ABSENT], dtype=np.int64)  # the keys, then a sentinel
+        self.keys = self._probe[:-1]
         self._resize(16)
         if keys is not None:
             self.add(np.asarray(keys, dtype=np.int64))
@@ -56,7 +58,8 @@ class HashIndex:
     def add(self, new: np.ndarray) -> None:
         """Append the distinct keys ``new``, none of them present yet."""
         start = len(self.keys)
-        self.keys = np.concatenate([self.keys, new])
+        self._probe = np.concatenate([self.keys, new, [_ABSENT]])
+        self.keys = self._probe[:-1]
         if self.load * len(self.keys) > len(self.slots):
             self._resize(len(self.keys))
         else:
@@ -64,17 +67,15 @@ class HashIndex:
 
     def find(self, query: np.ndarray) -> np.ndarray:
         """Position in ``keys`` of every query key, -1 where absent."""
-        if not len(self.keys):
-            return np.full(len(query), -1, dtype=np.int64)
         where = self._hash(query)
         entry = self.slots[where]
-        out = np.where(self.keys[entry] == query, entry, -1)
-        out[entry < 0] = -1
-        todo = np.flatnonzero((entry >= 0) & (out < 0))
+        hit = self._probe[entry] == query  # an empty slot (-1) reads the sentinel
+        out = np.where(hit, entry, -1)
+        todo = np.flatnonzero(~hit & (entry >= 0))
         while len(todo):
             where[todo] = (where[todo] + 1) & self.mask
             entry = self.slots[where[todo]]
-            hit = (entry >= 0) & (self.keys[entry] == query[todo])
+            hit = self._probe[entry] == query[todo]
             out[todo[hit]] = entry[hit]
-            todo = todo[(entry >= 0) & ~hit]
+            todo = todo[~hit & (entry >= 0)]
         return out

@@ -173,8 +173,8 @@ class NGram(_BackoffModel):
             "smoothing",
             str,
             "mkn",
-            "mle, add-k, witten-bell, absolute, kn (interpolated Kneser-Ney) or mkn "
-            "(interpolated modified Kneser-Ney, Chen & Goodman, as KenLM)",
+            "kn: interpolated Kneser-Ney, one discount per order; mkn: modified "
+            "Kneser-Ney with D1, D2, D3+ (Chen & Goodman), KenLM lmplz's probabilities",
             choices=SMOOTHINGS,
         ),
         lmeval.Param(

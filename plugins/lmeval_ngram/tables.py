@@ -55,7 +55,7 @@ class Tables:
         index = self._cache.get(n)
         if index is None or index.keys is not self.keys[n - 1]:
             index = self._cache[n] = HashIndex(self.keys[n - 1])
-        query = ctx * self.radix
+        query = np.asarray(ctx, dtype=np.int64) * self.radix  # ranks may come as int32
         query += tok
         return index.find(query)
 
