@@ -305,3 +305,39 @@ def test_anneal_schedule_holds_then_lowers_the_rate():
     assert annealed(2e-3, 0.0) == annealed(2e-3, 0.7) == 2e-3
     assert annealed(2e-3, 0.85) == pytest.approx(1e-3 * 1.02)  # half way down the cosine
     assert annealed(2e-3, 1.0) == pytest.approx(4e-5)
+
+
+def test_fused_recurrences_have_exact_gradients():
+    from lmeval_rnn.cells import GRURecurrence, TanhRecurrence
+
+    gen = torch.Generator().manual_seed(0)
+
+    def randn(*shape):
+        return torch.randn(*shape, dtype=torch.float64, generator=gen).requires_grad_()
+
+    assert torch.autograd.gradcheck(
+        TanhRecurrence.apply, (randn(5, 3, 4), randn(3, 4), randn(4, 4))
+    )
+    args = (randn(5, 3, 12), randn(3, 4), randn(12, 4), randn(12))
+    assert torch.autograd.gradcheck(GRURecurrence.apply, args)
+
+
+@pytest.mark.parametrize("one_hot", [True, False])
+def test_fused_gru_is_torch_gru(one_hot):
+    """Same parameters, same outputs, same gradients as torch.nn.GRU (two layers)."""
+    from lmeval_rnn.cells import FusedGRU
+
+    torch.manual_seed(0)
+    fused = FusedGRU(7, 5, 2, 0.0, one_hot).double()
+    plain = torch.nn.GRU(7, 5, 2).double()
+    plain.load_state_dict(fused.state_dict())
+    x = torch.randint(7, (6, 3)) if one_hot else torch.randn(6, 3, 7, dtype=torch.float64)
+    x_plain = torch.nn.functional.one_hot(x, 7).double() if one_hot else x
+    h0 = torch.randn(2, 3, 5, dtype=torch.float64)
+    (out, h), (out_p, h_p) = fused(x, h0), plain(x_plain, h0)
+    torch.testing.assert_close(out, out_p)
+    torch.testing.assert_close(h, h_p)
+    (out.sum() + h.square().sum()).backward()
+    (out_p.sum() + h_p.square().sum()).backward()
+    for (name, p), (_, q) in zip(fused.named_parameters(), plain.named_parameters(), strict=True):
+        torch.testing.assert_close(p.grad, q.grad, msg=name)

@@ -59,7 +59,125 @@ class TanhRecurrence(torch.autograd.Function):
         return grad_a, grad_h0, grad_w
 
 
-class ScratchRNN(nn.Module):
+class GRURecurrence(torch.autograd.Function):
+    """torch's GRU recurrence for all steps, given the input products ``G = X W_ih^T + b_ih``.
+
+    With ``g = H_{t-1} W_hh^T + b_hh`` split into r, z, n parts (torch's order)::
+
+        r = sigmoid(G_r + g_r)   z = sigmoid(G_z + g_z)   n = tanh(G_n + r * g_n)
+        H_t = (1 - z) * n + z * H_{t-1}
+
+    The same numbers as ``torch.nn.GRU``; the backward pass loops only over one
+    ``(B x 3H)(3H x H)`` product per step and forms the ``W_hh`` gradient as one
+    product over all steps (autograd through torch's step loop makes one
+    ``(H x B)(B x 3H)`` product per step, slow at small batches).
+    """
+
+    @staticmethod
+    def forward(ctx, gi, h0, w_hh, b_hh):
+        steps, batch, h3 = gi.shape
+        hid = h3 // 3
+        gh = gi.new_empty(steps, batch, h3)  # the hidden products, kept for backward
+        rz = gi.new_empty(steps, batch, 2 * hid)
+        n = gi.new_empty(steps, batch, hid)
+        out = gi.new_empty(steps, batch, hid)
+        w_t = w_hh.t()
+        h = h0
+        for t in range(steps):
+            torch.addmm(b_hh, h, w_t, out=gh[t])
+            torch.add(gi[t, :, : 2 * hid], gh[t, :, : 2 * hid], out=rz[t]).sigmoid_()
+            torch.addcmul(gi[t, :, 2 * hid :], rz[t, :, :hid], gh[t, :, 2 * hid :], out=n[t])
+            n[t].tanh_()
+            torch.lerp(n[t], h, rz[t, :, hid:], out=out[t])
+            h = out[t]
+        ctx.save_for_backward(h0, w_hh, out, rz, n, gh)
+        return out
+
+    @staticmethod
+    def backward(ctx, grad_out):
+        h0, w_hh, out, rz, n, gh = ctx.saved_tensors
+        steps, batch, hid = out.shape
+        grad_out = grad_out.contiguous()
+        prev = torch.cat([h0.unsqueeze(0), out[:-1]])
+        r, z = rz[..., :hid], rz[..., hid:]
+        # the step-independent factors of every gradient, for all steps at once
+        to_z = (prev - n) * z * (1 - z)  # dH -> d(pre-activation of z)
+        to_n = (1 - z) * (1 - n * n)  # dH -> d(pre-activation of n)
+        to_r = gh[..., 2 * hid :] * r * (1 - r)  # d(pre n) -> d(pre r)
+        dgh = torch.empty_like(gh)
+        dgi_n = torch.empty_like(n)
+        dh = grad_out[steps - 1]
+        for t in range(steps - 1, -1, -1):
+            torch.mul(dh, to_n[t], out=dgi_n[t])
+            torch.mul(dgi_n[t], r[t], out=dgh[t, :, 2 * hid :])
+            torch.mul(dgi_n[t], to_r[t], out=dgh[t, :, :hid])
+            torch.mul(dh, to_z[t], out=dgh[t, :, hid : 2 * hid])
+            below = grad_out[t - 1] if t > 0 else torch.zeros_like(dh)
+            dh = torch.addmm(below, dgh[t], w_hh).addcmul_(dh, z[t])
+        dgi = torch.cat([dgh[..., : 2 * hid], dgi_n], dim=-1)
+        grad_w = torch.mm(dgh.reshape(-1, 3 * hid).t(), prev.reshape(-1, hid))
+        return dgi, dh, grad_w, dgh.sum((0, 1))
+
+
+class _Stack(nn.Module):
+    """Layers of one fused recurrence; dropout between layers; the state is ``(layers, B, H)``."""
+
+    def __init__(self, hidden: int, layers: int, dropout: float):
+        super().__init__()
+        self.hidden = hidden
+        self.layers = layers
+        self.drop = nn.Dropout(dropout)
+
+    def forward(self, x: torch.Tensor, state: torch.Tensor | None):
+        if state is None:
+            dtype = next(self.parameters()).dtype
+            state = torch.zeros(
+                (self.layers, x.shape[1], self.hidden), dtype=dtype, device=x.device
+            )
+        finals = []
+        out = x
+        for layer in range(self.layers):
+            if layer > 0:
+                out = self.drop(out)
+            out = self.layer(layer, out, state[layer])
+            finals.append(out[-1])
+        return out, torch.stack(finals)
+
+
+class FusedGRU(_Stack):
+    """``torch.nn.GRU`` (same parameters, initialisation and numbers) on :class:`GRURecurrence`.
+
+    With one-hot input (``one_hot=True``) the input product is a row lookup.
+    """
+
+    def __init__(self, inputs: int, hidden: int, layers: int, dropout: float, one_hot: bool):
+        super().__init__(hidden, layers, dropout)
+        self.one_hot = one_hot
+        bound = hidden**-0.5
+        for layer in range(layers):
+            shapes = {
+                "weight_ih": (3 * hidden, inputs if layer == 0 else hidden),
+                "weight_hh": (3 * hidden, hidden),
+                "bias_ih": (3 * hidden,),
+                "bias_hh": (3 * hidden,),
+            }
+            for name, shape in shapes.items():
+                weight = nn.Parameter(torch.empty(shape).uniform_(-bound, bound))
+                self.register_parameter(f"{name}_l{layer}", weight)
+
+    def layer(self, index: int, x: torch.Tensor, h0: torch.Tensor) -> torch.Tensor:
+        w_ih, w_hh, b_ih, b_hh = (
+            getattr(self, f"{name}_l{index}")
+            for name in ("weight_ih", "weight_hh", "bias_ih", "bias_hh")
+        )
+        if index == 0 and self.one_hot:
+            gi = F.embedding(x, w_ih.t()) + b_ih
+        else:
+            gi = F.linear(x, w_ih, b_ih)
+        return GRURecurrence.apply(gi.to(w_hh.dtype), h0, w_hh, b_hh)
+
+
+class ScratchRNN(_Stack):
     """d2l 8.5: ``H_t = tanh(X_t W_xh + H_{t-1} W_hh + b_h)``, stacked ``layers`` deep.
 
     The parameters are explicit tensors named and initialised as d2l does
@@ -69,7 +187,7 @@ class ScratchRNN(nn.Module):
     """
 
     def __init__(self, inputs: int, hidden: int, layers: int, dropout: float, one_hot: bool):
-        super().__init__()
+        super().__init__(hidden, layers, dropout)
         self.one_hot = one_hot
         sizes = [inputs] + [hidden] * (layers - 1)
         self.W_xh = nn.ParameterList([nn.Parameter(torch.randn(n, hidden) * 0.01) for n in sizes])
@@ -77,26 +195,14 @@ class ScratchRNN(nn.Module):
             [nn.Parameter(torch.randn(hidden, hidden) * 0.01) for _ in sizes]
         )
         self.b_h = nn.ParameterList([nn.Parameter(torch.zeros(hidden)) for _ in sizes])
-        self.hidden = hidden
-        self.drop = nn.Dropout(dropout)
 
-    def forward(self, x: torch.Tensor, state: torch.Tensor | None):
-        steps, batch = x.shape[0], x.shape[1]
-        if state is None:
-            state = x.new_zeros((len(self.W_hh), batch, self.hidden), dtype=self.b_h[0].dtype)
-        finals = []
-        out = x
-        for layer, (w_xh, w_hh, b_h) in enumerate(zip(self.W_xh, self.W_hh, self.b_h, strict=True)):
-            if layer == 0 and self.one_hot:
-                a = F.embedding(x, w_xh) + b_h
-            else:
-                if layer > 0:
-                    out = self.drop(out)
-                a = torch.addmm(b_h, out.reshape(steps * batch, -1), w_xh)
-                a = a.view(steps, batch, self.hidden)
-            out = TanhRecurrence.apply(a.to(w_hh.dtype), state[layer], w_hh)
-            finals.append(out[-1])
-        return out, torch.stack(finals)
+    def layer(self, index: int, x: torch.Tensor, h0: torch.Tensor) -> torch.Tensor:
+        w_xh, w_hh, b_h = self.W_xh[index], self.W_hh[index], self.b_h[index]
+        if index == 0 and self.one_hot:
+            a = F.embedding(x, w_xh) + b_h
+        else:
+            a = torch.addmm(b_h, x.reshape(-1, x.shape[-1]), w_xh).view(*x.shape[:2], -1)
+        return TanhRecurrence.apply(a.to(w_hh.dtype), h0, w_hh)
 
 
 class ScratchOutput(nn.Module):
@@ -127,9 +233,11 @@ class CharNet(nn.Module):
         if cell == "rnn":
             self.core = ScratchRNN(inputs, hidden, layers, dropout, one_hot=embedding == 0)
             self.head = ScratchOutput(hidden, vocab)
+        elif cell == "gru":
+            self.core = FusedGRU(inputs, hidden, layers, dropout, one_hot=embedding == 0)
+            self.head = nn.Linear(hidden, vocab)
         else:
-            kind = nn.GRU if cell == "gru" else nn.LSTM
-            self.core = kind(inputs, hidden, layers, dropout=dropout if layers > 1 else 0.0)
+            self.core = nn.LSTM(inputs, hidden, layers, dropout=dropout if layers > 1 else 0.0)
             self.head = nn.Linear(hidden, vocab)
         self.drop = nn.Dropout(dropout)
 
@@ -137,8 +245,8 @@ class CharNet(nn.Module):
         """Logits ``(T, B, V)`` for time-major ids ``x`` ``(T, B)``, and the final state."""
         if self.embed is not None:
             inputs = self.embed(x)
-        elif self.cell == "rnn":
-            inputs = x  # the scratch cell looks up rows of W_xh itself
+        elif self.cell in ("rnn", "gru"):
+            inputs = x  # the fused cells look rows of their input weights up themselves
         else:
             inputs = F.one_hot(x, self.vocab).to(self.head.weight.dtype)
         out, state = self.core(inputs, state)
