@@ -259,12 +259,12 @@ def test_large_vocabulary_keys_do_not_overflow():
     # passes 2**62, so order 4 counts with prefix ranks instead of mixed radix.
     rng = np.random.default_rng(4)
     vocab = lmeval.Vocabulary([f"w{i}" for i in range(70_000)], eos="</s>")
-    ids = rng.integers(1, 1_000, 200_000)
+    ids = rng.integers(1, 1_000, 60_000)
     ids[rng.random(len(ids)) < 0.3] += 69_000 - 1_000  # rare words widen the key range
     ids[rng.random(len(ids)) < 0.05] = vocab.eos_id
     model = fitted(vocab, ids, order=4)
     assert model.tables.keys[2].max() > 2**31
-    picks = rng.integers(10, len(ids), 15)
+    picks = rng.integers(10, len(ids), 8)
     scores = model.score(ids)
     for i in picks:
         logp = model.next_token_logprobs(ids[:i])

@@ -1,12 +1,15 @@
 """Counting n-grams with numpy: no Python loop per token.
 
-Packing: an n-gram is the pair (rank of its prefix (n-1)-gram in the sorted
-table of order n-1, its last token), stored as one int64
+Packing in the tables: an n-gram is the pair (rank of its prefix (n-1)-gram in
+the sorted table of order n-1, its last token), stored as one int64
 ``prefix_rank * radix + token``. Ranks are below the number of distinct
 (n-1)-grams and tokens below the radix, so the key always fits in 63 bits,
-whatever the vocabulary size and the order: no hashing, no collisions. Sorting
-these keys sorts the n-grams lexicographically, because the prefix ranks are
-lexicographic ranks themselves. Unigrams are a dense table indexed by token.
+whatever the vocabulary size and the order: no hashing of n-grams, no
+collisions. Sorting these keys sorts the n-grams lexicographically, because the
+prefix ranks are lexicographic ranks themselves. Unigrams are a dense table
+indexed by token. While counting, small vocabularies use plain mixed-radix keys
+(``sum token_i * radix**(n-1-i)``, when ``radix**order`` fits in 62 bits)
+that need no per-token state; see :func:`count_ngrams`.
 
 A sequence is padded with ``<s>`` (token ``bos``, one id past the
 vocabulary) at every sentence start; an n-gram may not cross a sentence start,
@@ -33,10 +36,10 @@ class OrderCounts:
     starts_bos: np.ndarray  # bool: the first token is <s>
 
 
-#: Positions per chunk: counting keeps one int32 rank per token and works on
-#: chunks, so its memory is the token array, one rank array and the tables.
+#: Positions per chunk: counting works on chunks of the token array, so that its
+#: temporaries stay small beside the token array and the tables.
 CHUNK = 1 << 15
-#: Key ranges up to this many are counted with a dense bincount.
+#: Key ranges up to this many are counted in a dense array.
 DENSE_RANGE = 1 << 19
 
 
@@ -103,12 +106,10 @@ class _KeyCounter:
                 self.ranks[uniq] = np.arange(len(uniq), dtype=rank_dtype)
             del self.total
             return uniq, counts
-        if rank_dtype is None:
-            del self.index.slots  # room for the sort
         keys, counts = self.index.keys, self.counts
         del self.counts
         if rank_dtype is None:
-            del self.index
+            del self.index  # its slots make room for the sort
         by_key = np.argsort(keys)
         uniq, counts = keys[by_key], counts[by_key]
         del keys

@@ -24,7 +24,7 @@ Each sums to 1 over the vocabulary at every context: the discounted mass
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
@@ -87,7 +87,7 @@ def _sum_by(ctx: np.ndarray, weights: np.ndarray, n_ctx: int) -> np.ndarray:
 def interpolate(
     orders: list[OrderCounts],
     counts_of: Callable[[int], np.ndarray],
-    discounts_of: Callable[[int, np.ndarray], np.ndarray],
+    discounts_of: Callable[[int, np.ndarray], Sequence[float]],
     vocab_size: int,
     radix: int,
     bos: int,
@@ -131,11 +131,17 @@ def interpolate(
             p += gamma[ctx] * lower[suffix[part]]
             probs[part] = p
         if n > 1:
-            logbo.append(np.log(gamma))
-            logp.append(np.log(lower, out=lower))  # order n-1 is done with
+            logbo.append(_log_at_most_0(gamma))
+            logp.append(_log_at_most_0(lower))  # order n-1 is done with
         lower = probs
-    logp.append(np.log(lower, out=lower))
+    logp.append(_log_at_most_0(lower))
     return Tables(radix, bos, [o.keys for o in orders], logp, logbo)
+
+
+def _log_at_most_0(p: np.ndarray) -> np.ndarray:
+    """``log(p)`` in place, where rounding may have left a probability a hair above 1."""
+    np.log(p, out=p)
+    return np.minimum(p, 0.0, out=p)
 
 
 def _log_ratio(num: np.ndarray, den: np.ndarray) -> np.ndarray:
