@@ -242,16 +242,20 @@ def test_both_packings_count_the_same(chars):
             np.testing.assert_array_equal(getattr(a, field), getattr(b, field))
 
 
-def test_hash_index_finds_every_key_and_nothing_else():
-    from lmeval_ngram.hashing import HashIndex
+@pytest.mark.parametrize("key_range", [2**40, 20_000])
+def test_indexes_find_every_key_and_nothing_else(key_range):
+    from lmeval_ngram.hashing import DenseIndex, HashIndex, index_for
 
     rng = np.random.default_rng(3)
-    keys = np.unique(rng.integers(0, 2**40, 5000))
-    index = HashIndex(keys[:100], load=2)
-    index.add(keys[100:])  # grows and rehashes
+    keys = np.unique(rng.integers(0, key_range, 5000))
+    index = index_for(keys, key_range)
+    assert isinstance(index, HashIndex if key_range > 2**20 else DenseIndex)
+    if isinstance(index, HashIndex):
+        index = HashIndex(keys[:100], load=2)
+        index.add(keys[100:])  # grows and rehashes
     np.testing.assert_array_equal(index.find(keys), np.arange(len(keys)))
-    absent = np.setdiff1d(rng.integers(0, 2**40, 5000), keys)
-    assert (index.find(absent) == -1).all() and (index.find(-keys[:10]) == -1).all()
+    absent = np.setdiff1d(rng.integers(0, key_range, 5000), keys)
+    assert (index.find(absent) == -1).all() and (index.find(-keys[:10] - 1) == -1).all()
 
 
 def test_large_vocabulary_keys_do_not_overflow():

@@ -79,3 +79,24 @@ class HashIndex:
             out[todo[hit]] = entry[hit]
             todo = todo[~hit & (entry >= 0)]
         return out
+
+
+class DenseIndex:
+    """A position per possible key: the fastest lookup, for small key ranges only."""
+
+    def __init__(self, keys: np.ndarray, key_range: int) -> None:
+        self.keys = keys
+        self.slots = np.full(key_range + 1, -1, dtype=np.int32)  # the last: any key outside
+        self.slots[keys] = np.arange(len(keys), dtype=np.int32)
+
+    def find(self, query: np.ndarray) -> np.ndarray:
+        """Position in ``keys`` of every query key, -1 where absent."""
+        outside = len(self.slots) - 1
+        return self.slots[np.where((query >= 0) & (query < outside), query, outside)]
+
+
+def index_for(keys: np.ndarray, key_range: int) -> HashIndex | DenseIndex:
+    """A dense index when the key range is at most 16 slots per key (or tiny), else a hash."""
+    if key_range <= max(16 * len(keys), 1 << 16):
+        return DenseIndex(keys, key_range)
+    return HashIndex(keys)

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .hashing import HashIndex
+from .hashing import index_for
 
 
 @dataclass
@@ -54,7 +54,8 @@ class Tables:
         """
         index = self._cache.get(n)
         if index is None or index.keys is not self.keys[n - 1]:
-            index = self._cache[n] = HashIndex(self.keys[n - 1])
+            key_range = len(self.keys[n - 2]) * self.radix
+            index = self._cache[n] = index_for(self.keys[n - 1], key_range)
         query = np.asarray(ctx, dtype=np.int64) * self.radix  # ranks may come as int32
         query += tok
         return index.find(query)
