@@ -341,3 +341,16 @@ def test_fused_gru_is_torch_gru(one_hot):
     (out_p.sum() + h_p.square().sum()).backward()
     for (name, p), (_, q) in zip(fused.named_parameters(), plain.named_parameters(), strict=True):
         torch.testing.assert_close(p.grad, q.grad, msg=name)
+
+
+@pytest.mark.slow
+def test_thirty_seconds_on_shakespeare_learn_the_text(shared):
+    """A sanity check of training quality: 30 s of defaults get below 3 bits per character."""
+    text = (shared / "corpora" / "tinyshakespeare.txt").read_text(encoding="utf-8")
+    cut = len(text) * 9 // 10
+    tok = lmeval.CharTokenizer()
+    vocab = tok.fit(text[:cut])
+    model = RNN(vocab, budget="30s")
+    model.fit(tok.encode(text[:cut]))
+    logp = model.score(tok.encode(text[cut : cut + 20_000]))
+    assert -logp.sum() / np.log(2) / 20_000 < 3.0

@@ -1,4 +1,9 @@
-"""The networks: d2l's recurrent cell with explicit tensors, and torch's GRU and LSTM.
+"""The networks: d2l's tanh cell with explicit tensors, a fused GRU, torch's LSTM.
+
+The tanh cell and the GRU run their recurrences through autograd Functions
+with hand-written backward passes (the per-step work is one matrix product;
+weight gradients are one product over all steps); the LSTM is torch's, which
+on the CPU already runs as one fused oneDNN primitive.
 
 Every network maps time-major input ids ``x`` of shape ``(T, B)`` and a state
 (``None`` for zeros) to logits ``(T, B, V)`` and the state after the last step,
