@@ -75,7 +75,7 @@ PARAMS = (
         "recurrent cell: rnn (d2l's tanh cell), gru, lstm",
         ("rnn", "gru", "lstm"),
     ),
-    P("hidden", int, 512, "hidden units per layer", check=lmeval.at_least(1)),
+    P("hidden", int, 256, "hidden units per layer", check=lmeval.at_least(1)),
     P("layers", int, 1, "stacked recurrent layers", check=lmeval.at_least(1)),
     P(
         "dropout",
@@ -92,9 +92,9 @@ PARAMS = (
         check=lmeval.at_least(0),
     ),
     P("steps", int, 64, "truncated back-propagation length (tokens)", check=lmeval.at_least(1)),
-    P("batch", int, 64, "sequences per batch", check=lmeval.at_least(1)),
+    P("batch", int, 16, "sequences per batch", check=lmeval.at_least(1)),
     P("optimizer", str, "adam", "sgd (as d2l), adam or adamw", ("sgd", "adam", "adamw")),
-    P("lr", float, 0.0, "learning rate; 0 = sgd 1, adam/adamw 2e-3", check=lmeval.at_least(0)),
+    P("lr", float, 0.0, "learning rate; 0 = sgd 1, adam/adamw 6e-3", check=lmeval.at_least(0)),
     P(
         "schedule",
         str,
