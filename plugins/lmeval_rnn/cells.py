@@ -152,7 +152,8 @@ class _Stack(nn.Module):
 class FusedGRU(_Stack):
     """``torch.nn.GRU`` (same parameters, initialisation and numbers) on :class:`GRURecurrence`.
 
-    With one-hot input (``one_hot=True``) the input product is a row lookup.
+    Training on the CPU takes the fused recurrence (with one-hot input the input
+    product is a row lookup); scoring, and training on a GPU, take torch's GRU.
     """
 
     def __init__(self, inputs: int, hidden: int, layers: int, dropout: float, one_hot: bool):
@@ -175,15 +176,19 @@ class FusedGRU(_Stack):
         return [getattr(self, f"{name}_l{index}") for name in names]
 
     def forward(self, x: torch.Tensor, state: torch.Tensor | None):
-        if self.training or torch.is_grad_enabled():
+        if x.device.type == "cpu" and (self.training or torch.is_grad_enabled()):
             return super().forward(x, state)
-        # scoring: torch's own GRU loop, the same numbers without Python per step
+        # scoring, and training on a GPU (cuDNN): torch's own GRU on the same weights,
+        # the same numbers without a Python loop over the steps
         dtype = self.weight_hh_l0.dtype
         inputs = F.one_hot(x, self.weight_ih_l0.shape[1]).to(dtype) if self.one_hot else x
         if state is None:
             state = inputs.new_zeros((self.layers, x.shape[1], self.hidden), dtype=dtype)
         weights = [w for index in range(self.layers) for w in self._weights(index)]
-        return torch.gru(inputs, state, weights, True, self.layers, 0.0, False, False, False)
+        dropout = self.drop.p if self.training else 0.0
+        return torch.gru(
+            inputs, state, weights, True, self.layers, dropout, self.training, False, False
+        )
 
     def layer(self, index: int, x: torch.Tensor, h0: torch.Tensor) -> torch.Tensor:
         w_ih, w_hh, b_ih, b_hh = self._weights(index)

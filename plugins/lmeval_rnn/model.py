@@ -2,6 +2,16 @@
 
 torch is imported inside the methods, so that loading the plugin (``lmeval --help``)
 does not pay for it.
+
+Why the defaults (LSTM 256, one-hot input, batch 16, 64 steps, Adam 6e-3, the
+rate held then annealed over the last 30 % of a 180 s budget): on two CPU cores
+quality per second is set by how much each token teaches, not by faster
+kernels. On held-out Shakespeare, at equal token counts, the LSTM learned more
+per token than the GRU and the tanh cell and runs fastest per token on the CPU
+(oneDNN); batch 16 learned more per token than 32 at nearly the same speed;
+Adam at 6e-3 to 8e-3 beat 2e-3 by 0.1-0.3 bits per character; a hidden size of
+384 learned no more per token at half the speed. ``benchmarks/rnn_quality.py``
+measures it.
 """
 
 from __future__ import annotations
