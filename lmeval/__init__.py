@@ -8,7 +8,7 @@ from __future__ import annotations
 from .corpus import Corpus, load_corpus, split_text
 from .datasets import Dataset, RemoteText
 from .errors import LmevalError, UsageError
-from .evaluate import Comparison, build_model, compare, evaluate_model
+from .evaluate import Comparison, build_model, compare, evaluate_model, train
 from .files import atomic_write, read_text
 from .hookspecs import hookimpl
 from .metrics import Metric, Scores, TextStats
@@ -31,6 +31,7 @@ __all__ = [
     "evaluate_model",
     "load_corpus",
     "split_text",
+    "train",
     "EOS",
     "UNK",
     "CharTokenizer",

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import io
 import json
+import math
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -19,7 +20,9 @@ import click
 from . import __version__
 from .corpus import DEFAULT_SPLIT, parse_split
 from .errors import LmevalError, UsageError
+from .files import check_writable
 from .plugins import get_host
+from .report import FORMATS
 
 _PLUGIN_HELP = "Load a plugin from a .py file or module name (repeatable)."
 
@@ -72,6 +75,12 @@ class LmevalGroup(click.Group):
         sys.exit(code if isinstance(code, int) else 0)
 
 
+def _finite(value: float, name: str) -> float:
+    if not math.isfinite(value):
+        raise click.BadParameter(f"{value} is not a finite number", param_hint=name)
+    return value
+
+
 def _fail(message: str, code: int) -> None:
     click.echo(f"lmeval: error: {message}", err=True)
     sys.exit(code)
@@ -88,7 +97,12 @@ listing_format = click.option(
 
 
 def plugin_option(f: Callable) -> Callable:
-    # Parsed by LmevalGroup.main before dispatch; declared so --help shows it.
+    """``--plugin`` and ``--debug`` on every command: both are read from argv by
+    LmevalGroup.main before dispatch, wherever they stand; declared so that
+    click accepts them after the command name and --help shows them."""
+    f = click.option(
+        "--debug", is_flag=True, help="Show full tracebacks on errors.", expose_value=False
+    )(f)
     return click.option(
         "--plugin", "plugins", multiple=True, metavar="PATH", help=_PLUGIN_HELP, expose_value=False
     )(f)
@@ -97,8 +111,7 @@ def plugin_option(f: Callable) -> Callable:
 @click.group(cls=LmevalGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="lmeval")
 @plugin_option
-@click.option("--debug", is_flag=True, help="Show full tracebacks on errors.")
-def cli(debug: bool) -> None:
+def cli() -> None:
     """Train language models on your text and compare them by perplexity.
 
     \b
@@ -163,7 +176,7 @@ def data_options(f: Callable) -> Callable:
             "--seed",
             default=0,
             show_default=True,
-            type=int,
+            type=click.IntRange(min=0),
             help="Seed for every model that samples (same seed, same numbers).",
         ),
     ]
@@ -188,22 +201,6 @@ def _data_kwargs(kw: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def _check_output(path: str | None) -> None:
-    """Refuse an unwritable --output before any work is done."""
-    if path is None:
-        return
-    target = Path(path)
-    parent = target.parent if str(target.parent) else Path(".")
-    if target.is_dir():
-        raise UsageError(f"--output {path} is a folder: give a file name")
-    if not parent.is_dir():
-        raise UsageError(f"--output {path}: folder {parent} does not exist")
-    import os
-
-    if not os.access(parent, os.W_OK):
-        raise UsageError(f"--output {path}: folder {parent} is not writable")
-
-
 @cli.command()
 @click.option(
     "-m",
@@ -218,7 +215,7 @@ def _check_output(path: str | None) -> None:
 @click.option(
     "--format",
     "fmt",
-    type=click.Choice(["table", "json", "csv", "markdown"]),
+    type=click.Choice(FORMATS),
     default="table",
     show_default=True,
     help="Output format.",
@@ -257,7 +254,8 @@ def compare(models, fmt, output, save_models, quiet, **kw) -> None:
     from .progress import progress, set_enabled
     from .report import render, render_table
 
-    _check_output(output)
+    if output is not None:
+        check_writable(output)
     set_enabled(not quiet and sys.stderr.isatty())
     data = _data_kwargs(kw)
     specs = list(models) or None
@@ -283,9 +281,11 @@ def compare(models, fmt, output, save_models, quiet, **kw) -> None:
     else:
         text = render(result, fmt)
     _emit(text, output)
-    if any(r.get("error") for r in result.results):
-        failed = ", ".join(r["label"] for r in result.results if r.get("error"))
-        click.echo(f"lmeval: warning: failed models: {failed}", err=True)
+    failed = [r["label"] for r in result.results if r.get("error")]
+    if failed:
+        # the results are written; the status tells a script that a row holds an error
+        click.echo(f"lmeval: error: model(s) failed: {', '.join(failed)}", err=True)
+        sys.exit(1)
 
 
 def _emit(text: str, output: str | None) -> None:
@@ -300,18 +300,12 @@ def _emit(text: str, output: str | None) -> None:
 
 
 @cli.command()
-@click.option(
-    "-m",
-    "--model",
-    "spec",
-    required=True,
-    metavar="SPEC",
-    help="Model to train (or with --load, ignored).",
-)
+@click.option("-m", "--model", "spec", metavar="SPEC", help="The model to train on the data.")
 @click.option(
     "--load",
     type=click.Path(dir_okay=False),
-    help="A saved model (.lmz) to generate from, instead of training.",
+    help="A saved model (.lmz, from compare --save-models) to generate from instead of "
+    "training one; the data options are then not used.",
 )
 @click.option("--prefix", default="", help="Text to warm the model up on.")
 @click.option(
@@ -326,51 +320,38 @@ def _emit(text: str, output: str | None) -> None:
     "--temperature",
     default=1.0,
     show_default=True,
-    type=click.FloatRange(min=0),
+    type=click.FloatRange(min=0, max=1e6),
+    callback=lambda ctx, param, v: _finite(v, "--temperature"),
     help="Sampling temperature; 0 = always the most probable token (greedy).",
 )
 @data_options
 @click.option("-q", "--quiet", is_flag=True, help="No progress bars.")
 @plugin_option
 def generate(spec, load, prefix, length, temperature, quiet, **kw) -> None:
-    """Sample text from a model trained on the data (or loaded with --load)."""
-    from .corpus import load_corpus
-    from .evaluate import build_model, make_tokenizer
+    """Sample text from a model trained on the data (or loaded with --load).
+
+    The prefix is printed, then the sampled continuation.
+    """
+    from .evaluate import make_tokenizer, train
     from .progress import set_enabled
 
     set_enabled(not quiet and sys.stderr.isatty())
-    host = get_host()
     data = _data_kwargs(kw)
     if load:
         from .saved import load_model
 
         model, meta = load_model(Path(load))
-        tok = make_tokenizer(meta["tokenizer"], lines=model.vocab.eos is not None, host=host)
+        tok = make_tokenizer(meta["tokenizer"], lines=model.vocab.eos is not None)
         tok.vocab = model.vocab
+    elif spec is None:
+        raise UsageError("give a model to train with -m SPEC, or a saved one with --load FILE")
     else:
-        from .evaluate import validate_specs
-        from .models import parse_spec
-
-        parsed = parse_spec(spec)
-        validate_specs([parsed], host)
-        tok = make_tokenizer(
-            data["tokenizer"], lines=data["lines"], min_freq=data["min_freq"], host=host
-        )
-        corpus = load_corpus(
-            **{
-                k: data[k]
-                for k in ("dataset", "text", "train", "valid", "test", "split", "encoding")
-            },
-            datasets=host.datasets,
-        )
-        vocab = tok.fit(corpus.train)
-        model = build_model(parsed, vocab, seed=data["seed"], host=host)
-        model.fit(tok.encode(corpus.train), tok.encode(corpus.valid) if corpus.valid else None)
+        model, tok = train(spec, **data)
     try:
         ids = model.generate(tok.encode_prefix(prefix), length, temperature, data["seed"])
     except NotImplementedError as exc:
         raise UsageError(str(exc)) from None
-    click.echo(prefix + tok.decode(ids))
+    click.echo(tok.continue_text(prefix, ids))
 
 
 @cli.command("models")

@@ -13,6 +13,7 @@ from pathlib import Path
 
 from .errors import UsageError
 from .files import read_text
+from .tokenizers import split_lines
 
 DEFAULT_SPLIT = (0.8, 0.1, 0.1)
 
@@ -38,10 +39,8 @@ class Corpus:
 
 
 def _lines(text: str) -> list[str]:
-    """Lines with their ``\n`` (only ``\n`` ends a line, as in the tokenizers)."""
-    lines = [line + "\n" for line in text.split("\n")]
-    lines[-1] = lines[-1][:-1]
-    return lines if lines[-1] else lines[:-1]
+    """Lines with their ``\\n``, the last one too (every line is ended, as tokenizers see it)."""
+    return [line + "\n" for line in split_lines(text)]
 
 
 def parse_split(text: str) -> tuple[float, float, float]:
@@ -52,7 +51,7 @@ def parse_split(text: str) -> tuple[float, float, float]:
         raise UsageError(f"bad --split {text!r}: expected fractions like 0.8,0.1,0.1") from None
     if len(parts) == 2:
         parts.append(1.0 - sum(parts))
-    if len(parts) != 3 or any(p < 0 for p in parts) or abs(sum(parts) - 1.0) > 1e-6:
+    if len(parts) != 3 or not all(0 <= p <= 1 for p in parts) or abs(sum(parts) - 1.0) > 1e-6:
         raise UsageError(f"bad --split {text!r}: give three fractions >= 0 that sum to 1")
     return parts[0], parts[1], parts[2]
 

@@ -36,6 +36,27 @@ STREAM_POLICY = (
     "predicted from an empty context; out-of-vocabulary tokens map to <unk> and count as OOVs"
 )
 
+#: Keys a plugin metric may not take (they hold the record's facts).
+RESERVED_KEYS = frozenset(
+    {
+        "label",
+        "spec",
+        "nll",
+        "tokens",
+        "chars",
+        "bytes",
+        "lines",
+        "oovs",
+        "fit_seconds",
+        "score_seconds",
+        "params",
+        "error",
+        "model",
+        "vocab_size",
+        "details",
+    }
+)
+
 #: Keys of every result record, in order (the scripting interface: keep stable).
 RECORD_KEYS = (
     "label",
@@ -90,9 +111,20 @@ def check_scores(logprobs: Any, expected: int) -> np.ndarray:
     return np.minimum(arr, 0.0)
 
 
-def compute_metrics(scores: Scores, host: PluginHost | None = None) -> dict[str, float]:
+def compute_metrics(
+    scores: Scores, host: PluginHost | None = None
+) -> tuple[dict[str, float | None], dict[str, str]]:
+    """Every registered metric's value; a metric that fails gives ``None`` and an error."""
     host = host or get_host()
-    return {name: metric.compute(scores) for name, metric in host.metrics.items()}
+    values: dict[str, float | None] = {}
+    errors: dict[str, str] = {}
+    for name, metric in host.metrics.items():
+        try:
+            values[name] = float(metric.compute(scores))
+        except Exception as exc:
+            values[name] = None
+            errors[name] = _describe(exc)
+    return values, errors
 
 
 def make_tokenizer(name: str, *, lines: bool = True, min_freq: int = 1, host=None) -> Tokenizer:
@@ -132,47 +164,70 @@ def default_specs(host: PluginHost) -> list[str]:
     return [cls.recommended for _, cls in host.models.items() if cls.recommended]
 
 
+def prepare_models(
+    specs: list[ModelSpec], tokenizer: Tokenizer, *, seed: int = 0, host: PluginHost | None = None
+) -> list[tuple[ModelSpec, LanguageModel, Tokenizer]]:
+    """Build every model, with the tokenizer it scores with, before any is trained.
+
+    A bad parameter, a missing model file, or a saved model that cannot be
+    scored under this comparison's policy fails here, so no training is lost
+    to a typo in the last ``-m``.
+    """
+    host = host or get_host()
+    assert tokenizer.vocab is not None, "tokenizer must be fitted"
+    validate_specs(specs, host)
+    prepared = []
+    for spec in specs:
+        model = build_model(spec, tokenizer.vocab, seed=seed, host=host)
+        prepared.append((spec, model, _tokenizer_for(model, tokenizer, host)))
+    return prepared
+
+
+def fit_model(model: LanguageModel, tokenizer: Tokenizer, corpus: Corpus, seed: int = 0) -> float:
+    """Fit ``model`` on the corpus' training (and validation) text; the seconds it took."""
+    _seed_everything(seed)
+    train_ids = tokenizer.encode(corpus.train)
+    valid_ids = tokenizer.encode(corpus.valid) if corpus.valid else None
+    start = time.perf_counter()
+    model.fit(train_ids, valid_ids)
+    return time.perf_counter() - start
+
+
 def evaluate_model(
-    spec: ModelSpec,
+    model: LanguageModel,
     corpus: Corpus,
     tokenizer: Tokenizer,
     *,
+    spec: ModelSpec | None = None,
     seed: int = 0,
     host: PluginHost | None = None,
     save_dir: Path | None = None,
-) -> tuple[dict[str, Any], Scores | None, LanguageModel | None]:
-    """Fit and score one model; the record, its scores, and the fitted model.
+) -> tuple[dict[str, Any], Scores | None]:
+    """Fit ``model`` and score the test text: its result record and its scores.
 
-    Runtime failures end up in ``record["error"]``; usage errors propagate.
+    ``tokenizer`` must use the model's vocabulary (see :func:`prepare_models`).
+    A failure of the model (an exception, a broken contract) ends up in
+    ``record["error"]`` and the scores are ``None``; usage errors propagate.
     """
     host = host or get_host()
-    vocab = tokenizer.vocab
-    assert vocab is not None, "tokenizer must be fitted"
+    spec = spec or parse_spec(model.name)
     record: dict[str, Any] = dict.fromkeys(RECORD_KEYS)
     record.update(label=spec.label, spec=spec.text)
-    _seed_everything(seed)
-    model = build_model(spec, vocab, seed=seed, host=host)
-    tok = _tokenizer_for(model, tokenizer, host)
     try:
-        train_ids = tok.encode(corpus.train)
-        valid_ids = tok.encode(corpus.valid) if corpus.valid else None
-        start = time.perf_counter()
-        model.fit(train_ids, valid_ids)
-        record["fit_seconds"] = time.perf_counter() - start
-        test_ids = tok.encode(corpus.test)
+        record["fit_seconds"] = fit_model(model, tokenizer, corpus, seed)
+        test_ids = tokenizer.encode(corpus.test)
         start = time.perf_counter()
         logprobs = check_scores(model.score(test_ids), len(test_ids))
         record["score_seconds"] = time.perf_counter() - start
-    except KeyboardInterrupt:
-        raise
-    except UsageError:
+    except (KeyboardInterrupt, UsageError):
         raise
     except Exception as exc:  # a model's own failure: report it in its row
         record["error"] = _describe(exc)
-        return record, None, None
-    scores = Scores(logprobs, TextStats.of(corpus.test, test_ids, vocab.unk_id, tok.lines))
-    record.update(compute_metrics(scores, host))
-    stats = scores.stats
+        return record, None
+    stats = TextStats.of(corpus.test, test_ids, model.vocab.unk_id, tokenizer.lines)
+    scores = Scores(logprobs, stats)
+    values, metric_errors = compute_metrics(scores, host)
+    record.update(values)
     record.update(
         nll=scores.nll,
         tokens=stats.tokens,
@@ -183,24 +238,34 @@ def evaluate_model(
         params=model.num_params,
         model=model.name,
         vocab_size=len(model.vocab),
-        details=model.details(),
+        details=dict(model.details()),
     )
+    if metric_errors:
+        record["details"]["metric_errors"] = metric_errors
     if save_dir is not None:
         from .saved import save_model
 
         try:
-            save_model(model, save_dir / f"{_safe_name(spec.label)}.lmz", spec.text, tok.name)
+            path = save_dir / f"{_safe_name(spec.label)}.lmz"
+            save_model(model, path, spec.text, tokenizer.name)
         except NotImplementedError as exc:
-            record.setdefault("details", {})["save_error"] = str(exc)
-    return record, scores, model
+            record["details"]["save_error"] = str(exc)
+    return record, scores
 
 
 def _tokenizer_for(model: LanguageModel, tokenizer: Tokenizer, host: PluginHost) -> Tokenizer:
     """The tokenizer whose vocabulary the model uses (a saved model brings its own)."""
     if model.vocab == tokenizer.vocab:
         return tokenizer
+    if (model.vocab.eos is not None) != tokenizer.lines:
+        mode = "line" if model.vocab.eos is not None else "stream"
+        wanted = "without --stream" if mode == "line" else "with --stream"
+        raise UsageError(
+            f"model {model.name!r} was trained in {mode} mode and predicts other tokens "
+            f"than this comparison: run it {wanted}"
+        )
     name = getattr(model, "tokenizer", tokenizer.name)
-    tok = host.tokenizers.get(name)(lines=model.vocab.eos is not None)
+    tok = host.tokenizers.get(name)(lines=tokenizer.lines)
     tok.vocab = model.vocab
     return tok
 
@@ -250,20 +315,22 @@ def compare(
     """
     host = get_host(plugins)
     specs = [parse_spec(s) for s in (models or default_specs(host))]
-    validate_specs(specs, host)
-    tok = make_tokenizer(tokenizer, lines=lines, min_freq=min_freq, host=host)
-    if corpus is None:
-        corpus = load_corpus(
-            text=text,
-            train=train,
-            valid=valid,
-            test=test,
-            dataset=dataset,
-            split=split,
-            encoding=encoding,
-            datasets=host.datasets,
-        )
-    vocab = tok.fit(corpus.train)
+    validate_specs(specs, host)  # before reading data: a typo in -m fails at once
+    corpus, tok = _setup(
+        host,
+        corpus,
+        tokenizer,
+        lines,
+        min_freq,
+        text=text,
+        train=train,
+        valid=valid,
+        test=test,
+        dataset=dataset,
+        split=split,
+        encoding=encoding,
+    )
+    prepared = prepare_models(specs, tok, seed=seed, host=host)
     save_dir = Path(save_models) if save_models is not None else None
     if save_dir is not None:
         try:
@@ -272,17 +339,74 @@ def compare(
             raise LmevalError(f"cannot create --save-models folder {save_dir}: {exc}") from None
     results: list[dict[str, Any]] = []
     all_scores: dict[str, Scores] = {}
-    for spec in specs:
-        record, scores, _ = evaluate_model(
-            spec, corpus, tok, seed=seed, host=host, save_dir=save_dir
+    for spec, model, model_tok in prepared:
+        record, scores = evaluate_model(
+            model, corpus, model_tok, spec=spec, seed=seed, host=host, save_dir=save_dir
         )
         results.append(record)
         if scores is not None:
             all_scores[spec.label] = scores
         if on_result is not None:
             on_result(record)
-    meta = _meta(corpus, tok, vocab, seed, results)
+    meta = _meta(corpus, tok, seed, results)
     return Comparison(results=results, meta=meta, scores=all_scores)
+
+
+def train(
+    spec: str,
+    *,
+    corpus: Corpus | None = None,
+    text: str | Path | None = None,
+    train: str | Path | None = None,
+    valid: str | Path | None = None,
+    test: str | Path | None = None,
+    dataset: str | None = None,
+    split: tuple[float, float, float] = DEFAULT_SPLIT,
+    encoding: str = "utf-8",
+    tokenizer: str = "char",
+    lines: bool = True,
+    min_freq: int = 1,
+    seed: int = 0,
+    plugins: list[str] | tuple[str, ...] = (),
+) -> tuple[LanguageModel, Tokenizer]:
+    """One model fitted on the training text (data arguments as in :func:`compare`),
+    and the tokenizer that maps text to its ids."""
+    host = get_host(plugins)
+    parsed = parse_spec(spec)
+    validate_specs([parsed], host)
+    corpus, tok = _setup(
+        host,
+        corpus,
+        tokenizer,
+        lines,
+        min_freq,
+        text=text,
+        train=train,
+        valid=valid,
+        test=test,
+        dataset=dataset,
+        split=split,
+        encoding=encoding,
+    )
+    [(_, model, model_tok)] = prepare_models([parsed], tok, seed=seed, host=host)
+    fit_model(model, model_tok, corpus, seed)
+    return model, model_tok
+
+
+def _setup(
+    host: PluginHost,
+    corpus: Corpus | None,
+    tokenizer: str,
+    lines: bool,
+    min_freq: int,
+    **data: Any,
+) -> tuple[Corpus, Tokenizer]:
+    """The corpus (loaded unless given) and a tokenizer fitted on its training text."""
+    tok = make_tokenizer(tokenizer, lines=lines, min_freq=min_freq, host=host)
+    if corpus is None:
+        corpus = load_corpus(**data, datasets=host.datasets)
+    tok.fit(corpus.train)
+    return corpus, tok
 
 
 def _version(dist: str) -> str | None:
@@ -293,7 +417,7 @@ def _version(dist: str) -> str | None:
 
 
 def _meta(
-    corpus: Corpus, tok: Tokenizer, vocab: Vocabulary, seed: int, results: list[dict[str, Any]]
+    corpus: Corpus, tok: Tokenizer, seed: int, results: list[dict[str, Any]]
 ) -> dict[str, Any]:
     from . import __version__
 
@@ -315,7 +439,7 @@ def _meta(
         "tokenizer": tok.name,
         "unit": tok.unit,
         "lines_mode": tok.lines,
-        "vocab_size": len(vocab),
+        "vocab_size": len(tok.vocab),
         "policy": POLICY if tok.lines else STREAM_POLICY,
         "device": ", ".join(devices) or "cpu",
         "platform": platform.platform(),

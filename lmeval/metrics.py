@@ -22,6 +22,8 @@ from typing import ClassVar
 
 import numpy as np
 
+from .tokenizers import split_lines
+
 
 @dataclass(frozen=True)
 class TextStats:
@@ -35,9 +37,7 @@ class TextStats:
 
     @classmethod
     def of(cls, text: str, ids: np.ndarray, unk_id: int, lines_mode: bool = True) -> TextStats:
-        lines = text.split("\n")
-        if lines and lines[-1] == "":
-            lines.pop()
+        lines = split_lines(text)
         if lines_mode:
             chars = sum(len(line) + 1 for line in lines)
             nbytes = sum(len(line.encode("utf-8")) + 1 for line in lines)

@@ -14,6 +14,7 @@ A *spec* names a registered model and its parameters, as a user types it::
 from __future__ import annotations
 
 import difflib
+import math
 import re
 from abc import ABC, abstractmethod
 from collections.abc import Callable
@@ -34,6 +35,8 @@ class Param:
     ``type`` is ``int``, ``float``, ``str`` or ``bool``; ``choices`` limits a
     string; ``check`` returns an error message for a bad value, or ``None``.
     ``parse`` (optional) turns the spec text into the value instead of ``type``.
+    ``required`` parameters must be given (a file path, say): a spec without
+    one is refused before any model is trained. Floats must be finite.
     """
 
     name: str
@@ -43,6 +46,7 @@ class Param:
     choices: tuple[str, ...] | None = None
     check: Callable[[Any], str | None] | None = None
     parse: Callable[[str], Any] | None = None
+    required: bool = False
 
     def convert(self, raw: Any) -> Any:
         """The typed, checked value of ``raw`` (a string from a spec, or a Python value)."""
@@ -61,6 +65,8 @@ class Param:
                 raise UsageError(f"parameter {self.name}={raw!r}: {detail}") from None
         elif self.type is float and isinstance(raw, int) and not isinstance(raw, bool):
             value = float(raw)
+        if isinstance(value, float) and not math.isfinite(value):
+            raise UsageError(f"parameter {self.name}={raw!r}: must be a finite number")
         if self.choices is not None and value not in self.choices:
             raise UsageError(
                 f"parameter {self.name}={raw!r}: choose one of {', '.join(self.choices)}"
@@ -164,10 +170,12 @@ class LanguageModel(ABC):
 
 def sample_id(logp: np.ndarray, temperature: float, rng: np.random.Generator) -> int:
     """One id drawn from ``softmax(logp / temperature)``; temperature 0 takes the argmax."""
+    logp = np.asarray(logp, dtype=np.float64)
     if temperature <= 0:
         return int(np.argmax(logp))
-    z = np.asarray(logp, dtype=np.float64) / temperature
-    z = np.exp(z - np.max(z))
+    with np.errstate(over="ignore", under="ignore", invalid="ignore"):
+        z = np.exp((logp - np.max(logp)) / temperature)  # the argmax gets exp(0) = 1
+    z[~np.isfinite(z)] = 0.0
     return int(rng.choice(len(z), p=z / z.sum()))
 
 
@@ -181,6 +189,9 @@ def resolve_params(cls: type[LanguageModel], given: dict[str, Any]) -> dict[str,
         known = ", ".join(declared) or "none"
         extra = f" (did you mean {hint[0]!r}?)" if hint else f"; its parameters: {known}"
         raise UsageError(f"model {cls.name!r} has no parameter {key!r}{extra}")
+    missing = [p.name for p in cls.params if p.required and not str(given.get(p.name, ""))]
+    if missing:
+        raise UsageError(f"model {cls.name!r} needs {missing[0]}=...: {declared[missing[0]].help}")
     return {
         name: (p.convert(given[name]) if name in given else p.default)
         for name, p in declared.items()

@@ -64,6 +64,10 @@ class Registry(Generic[T]):
         self._items[name] = item
         self.plugin_of[name] = plugin
 
+    def remove(self, name: str) -> None:
+        del self._items[name]
+        del self.plugin_of[name]
+
     def get(self, name: str) -> T:
         if name not in self._items:
             hint = difflib.get_close_matches(name, list(self._items), n=1)
@@ -106,18 +110,26 @@ class PluginHost:
         except Exception as exc:  # a bad hookimpl signature, a duplicate name
             self._fail(info, f"cannot be registered: {_one_line(exc)}")
             return
+        added: list[tuple[Registry[Any], str]] = []
         for hook, registry, key in self._collectors():
             impls = [i for i in getattr(self.pm.hook, hook).get_hookimpls() if i.plugin is plugin]
             for impl in impls:
-                added: list[str] = []
+                names: list[str] = []
                 try:
                     impl.function(
-                        register=lambda obj, r=registry, a=added: self._put(r, obj, name, a)
+                        register=lambda obj, r=registry, a=names: self._put(r, obj, name, a)
                     )
                 except Exception as exc:
+                    # all or nothing: a plugin reported as skipped leaves nothing behind
+                    for reg, item in added + [(registry, n) for n in names]:
+                        reg.remove(item)
+                    info.registered.clear()
+                    self.pm.unregister(plugin)
                     self._fail(info, f"failed in {hook}: {_one_line(exc)}")
-                if added:
-                    info.registered.setdefault(key, []).extend(added)
+                    return
+                added.extend((registry, n) for n in names)
+                if names:
+                    info.registered.setdefault(key, []).extend(names)
 
     def _collectors(self) -> list[tuple[str, Registry[Any], str]]:
         return [
@@ -199,6 +211,11 @@ def _validate(kind: str, obj: Any) -> None:
     instance_of = {"metric": Metric, "dataset": Dataset}[kind]
     if not isinstance(obj, instance_of):
         raise TypeError(f"{kind} {obj!r} must be an instance of lmeval.{instance_of.__name__}")
+    if kind == "metric":
+        from .evaluate import RESERVED_KEYS
+
+        if obj.name in RESERVED_KEYS:
+            raise ValueError(f"metric name {obj.name!r} is taken by a result field")
 
 
 def _import_file(path: Path) -> object:

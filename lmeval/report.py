@@ -167,14 +167,16 @@ def to_csv(comparison: Comparison) -> str:
 
 
 def to_markdown(comparison: Comparison) -> str:
-    headers = ["model", *(h for _, h, _ in _COLUMNS)]
-    out = ["| " + " | ".join(headers) + " |", "|" + "---|" + "---:|" * len(_COLUMNS)]
+    columns = [*_COLUMNS, *((k, k, ".4f") for k in extra_metric_keys(comparison))]
+    headers = ["model", *(h for _, h, _ in columns)]
+    out = ["| " + " | ".join(headers) + " |", "|" + "---|" + "---:|" * len(columns)]
     for record in ordered(comparison):
         if record.get("error"):
-            cells = [f"error: {record['error']}"] + [""] * (len(_COLUMNS) - 1)
+            cells = [f"error: {record['error']}"] + [""] * (len(columns) - 1)
         else:
-            cells = [fmt_value(record.get(k), f) for k, _, f in _COLUMNS]
-        out.append("| " + " | ".join([record["label"].replace("|", "\\|"), *cells]) + " |")
+            cells = [fmt_value(record.get(k), f) for k, _, f in columns]
+        row = [record["label"], *cells]
+        out.append("| " + " | ".join(c.replace("|", "\\|") for c in row) + " |")
     out.append("")
     out.append(f"{caption(comparison.meta)}. Predicted tokens: {comparison.meta['policy']}.")
     return "\n".join(out) + "\n"

@@ -84,12 +84,10 @@ class Saved(LanguageModel):
 
     name = "saved"
     description = "a model saved with --save-models (FILE.lmz), scored without retraining"
-    params = (Param("path", str, "", "the .lmz file written by --save-models"),)
+    params = (Param("path", str, "", "the .lmz file written by --save-models", required=True),)
 
     def __init__(self, vocab: Vocabulary, **params: Any) -> None:
         super().__init__(vocab, **params)
-        if not self.config["path"]:
-            raise LmevalError("saved needs path=FILE.lmz")
         self.inner, self.meta = load_model(Path(self.config["path"]))
         self.vocab = self.inner.vocab
         self.tokenizer = self.meta["tokenizer"]

@@ -28,6 +28,15 @@ UNK = "<unk>"
 EOS = "</s>"
 
 
+def split_lines(text: str) -> list[str]:
+    """The lines of ``text`` without their newlines. Only ``\\n`` ends a line, and a
+    final newline ends the last line rather than starting an empty one."""
+    lines = text.split("\n")
+    if lines[-1] == "":
+        lines.pop()
+    return lines
+
+
 class Vocabulary:
     """A bijection between tokens and ids ``0 .. len-1``.
 
@@ -124,17 +133,29 @@ class Tokenizer(ABC):
     def split(self, line: str) -> list[str]:
         """The tokens of one line (stream mode: of the whole text)."""
 
+    #: What :meth:`join` puts between tokens.
+    separator: ClassVar[str] = " "
+
     def join(self, tokens: Sequence[str]) -> str:
         """Inverse of :meth:`split` as far as the tokenizer allows."""
-        return " ".join(tokens)
+        return self.separator.join(tokens)
+
+    def continue_text(self, prefix: str, ids: Iterable[int]) -> str:
+        """``prefix`` followed by the decoded ``ids`` generated after it, with the
+        separator between them where the tokenizer needs one."""
+        text = self.decode(ids)
+        joint = prefix and text and not prefix[-1].isspace() and not text[0].isspace()
+        return prefix + (self.separator if joint else "") + text
 
     def _pieces(self, text: str) -> list[list[str]]:
         if not self.lines:
             return [self.split(text)]
-        lines = text.split("\n")
-        if lines and lines[-1] == "":
-            lines.pop()  # a final newline ends the last line; it does not start a new one
-        return [self.split(line) + [self.eos_token] for line in lines]
+        eos = self.eos_token
+        # A literal end-of-line token inside a line (the word "</s>" in a text) would end
+        # the sentence early; like any token the model cannot represent, it is <unk>.
+        return [
+            [UNK if t == eos else t for t in self.split(line)] + [eos] for line in split_lines(text)
+        ]
 
     def fit(self, text: str) -> Vocabulary:
         counts: Counter[str] = Counter()
@@ -187,11 +208,10 @@ class CharTokenizer(Tokenizer):
     unit = "character"
     eos_token = "\n"
 
+    separator = ""
+
     def split(self, line: str) -> list[str]:
         return list(line)
-
-    def join(self, tokens: Sequence[str]) -> str:
-        return "".join(tokens)
 
 
 class WordTokenizer(Tokenizer):

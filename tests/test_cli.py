@@ -5,8 +5,10 @@ import io
 import json
 import math
 import os
+import stat
 import subprocess
 import sys
+import threading
 
 import pytest
 from click.testing import CliRunner
@@ -210,3 +212,130 @@ def test_real_process_prints_no_traceback(small_text):
     )
     assert proc.returncode == 2
     assert "Traceback" not in proc.stderr and proc.stderr.count("\n") == 1
+
+
+@pytest.mark.parametrize(
+    "args, code, message",
+    [
+        (["--split", "nan,0.5,0.5"], 2, "bad --split"),
+        (["--seed", "-1"], 2, "--seed"),
+        (["--encoding", "bogus"], 2, "unknown encoding 'bogus'"),
+        (["-m", "saved"], 2, "model 'saved' needs path=..."),
+        (["-m", "ngram:order=2", "-m", "arpa:path=/nonexistent.arpa"], 1, "nonexistent"),
+    ],
+)
+def test_more_bad_input(small_text, args, code, message):
+    if "-m" not in args:
+        args = [*args, "-m", "uniform"]
+    result = run("compare", *args, "--text", str(small_text), "--format", "json")
+    assert result.exit_code == code, result.output
+    assert result.stderr.count("\n") == 1 and message in result.stderr
+    assert result.stdout == ""  # nothing trained, nothing printed
+
+
+def test_debug_is_accepted_after_the_command(small_text):
+    result = run("compare", "-m", "nosuch", "--text", str(small_text), "--debug")
+    assert isinstance(result.exception, Exception) and "unknown model" in str(result.exception)
+
+
+def test_failed_model_still_writes_results_and_exits_1(write, small_text, tmp_path):
+    plugin = write(
+        "nanmodel.py",
+        "import numpy as np, lmeval\n"
+        "class NanModel(lmeval.LanguageModel):\n    name = 'nanmodel'\n"
+        "    def fit(self, train_ids, valid_ids=None):\n        pass\n"
+        "    def score(self, ids):\n        return np.full(len(ids), np.nan)\n"
+        "@lmeval.hookimpl\ndef register_models(register):\n    register(NanModel)\n",
+    )
+    out = tmp_path / "r.json"
+    result = run(
+        "--plugin",
+        str(plugin),
+        "compare",
+        "-m",
+        "nanmodel",
+        "-m",
+        "uniform",
+        "--text",
+        str(small_text),
+        "--format",
+        "json",
+        "-o",
+        str(out),
+    )
+    assert result.exit_code == 1 and "model(s) failed: nanmodel" in result.stderr
+    rows = {r["label"]: r for r in json.loads(out.read_text())["results"]}
+    assert "NaN" in rows["nanmodel"]["error"] and rows["uniform"]["perplexity"] > 1
+
+
+def test_word_generation_keeps_words_apart(write):
+    text = write("w.txt", "the cat sat\n" * 30)
+    result = run(
+        "generate",
+        "-m",
+        "ngram:order=2",
+        "--text",
+        str(text),
+        "--tokenizer",
+        "word",
+        "--prefix",
+        "the",
+        "-n",
+        "2",
+        "--temperature",
+        "0",
+    )
+    assert result.exit_code == 0, result.output
+    assert result.stdout == "the cat sat\n"
+
+
+def test_generate_needs_a_model_or_a_file(small_text):
+    result = run("generate", "--text", str(small_text))
+    assert result.exit_code == 2 and "-m SPEC" in result.stderr
+
+
+def test_saved_line_model_in_stream_comparison_is_refused(small_text, tmp_path):
+    compare_json("-m", "uniform", "--text", str(small_text), "--save-models", str(tmp_path))
+    result = run(
+        "compare",
+        "-m",
+        f"saved:path={tmp_path / 'uniform.lmz'}",
+        "--text",
+        str(small_text),
+        "--stream",
+    )
+    assert result.exit_code == 2 and "trained in line mode" in result.stderr
+
+
+def test_output_keeps_permissions_and_writes_pipes_in_place(small_text, tmp_path):
+    out = tmp_path / "r.csv"
+    out.write_text("old")
+    out.chmod(0o640)
+    assert (
+        run(
+            "compare", "-m", "uniform", "--text", str(small_text), "--format", "csv", "-o", str(out)
+        ).exit_code
+        == 0
+    )
+    assert (out.stat().st_mode & 0o777) == 0o640 and out.read_text().startswith("label,")
+
+    fifo = tmp_path / "pipe"
+    os.mkfifo(fifo)
+    received = []
+    reader = threading.Thread(target=lambda: received.append(fifo.read_text()))
+    reader.start()
+    result = run(
+        "compare", "-m", "uniform", "--text", str(small_text), "--format", "csv", "-o", str(fifo)
+    )
+    reader.join(timeout=10)
+    assert result.exit_code == 0 and received[0].startswith("label,")
+    assert stat.S_ISFIFO(fifo.stat().st_mode)  # still a pipe, not replaced by a file
+
+
+@pytest.mark.parametrize("temperature", ["nan", "inf", "-1"])
+def test_generate_refuses_bad_temperatures(small_text, temperature):
+    result = run(
+        "generate", "-m", "uniform", "--text", str(small_text), "--temperature", temperature
+    )
+    assert result.exit_code == 2 and result.stderr.count("\n") == 1
+    assert "--temperature" in result.stderr

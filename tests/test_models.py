@@ -84,3 +84,17 @@ def test_default_generate_samples_from_next_token_distribution():
     model = Peaked(lmeval.Vocabulary(["a", "b"]))
     # greedy: always the argmax, which cycles through the ids
     assert model.generate([], 5, temperature=0).tolist() == [0, 1, 2, 0, 1]
+
+
+def test_sampling_at_a_tiny_temperature_is_greedy_without_warnings():
+    import warnings
+
+    import numpy as np
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        picks = {
+            lmeval.sample_id(np.log([0.2, 0.5, 0.3]), 1e-320, np.random.default_rng(i))
+            for i in range(5)
+        }
+    assert picks == {1}

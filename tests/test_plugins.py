@@ -188,3 +188,40 @@ def test_loading_every_plugin_does_not_import_torch():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     models, torch_loaded = out.stdout.rsplit(" ", 1)
     assert "'uniform'" in models and torch_loaded.strip() == "False"
+
+
+def test_failed_plugin_leaves_nothing_registered(write):
+    partial = write(
+        "partial.py",
+        BIGRAM_PLUGIN
+        + "\n@lmeval.hookimpl\ndef register_tokenizers(register):\n    raise ValueError('late')\n",
+    )
+    host = get_host([str(partial)])
+    assert "bigram" not in host.models
+    assert any("partial" in w and "late" in w for w in host.warnings)
+
+
+def test_metric_may_not_take_a_record_field(write):
+    plugin = write(
+        "clash.py",
+        "import lmeval\nfrom lmeval.metrics import Metric\n"
+        "class Clash(Metric):\n    name = 'error'\n"
+        "    def compute(self, scores):\n        return 0.0\n"
+        "@lmeval.hookimpl\ndef register_metrics(register):\n    register(Clash())\n",
+    )
+    host = get_host([str(plugin)])
+    assert "error" not in host.metrics
+    assert any("taken by a result field" in w for w in host.warnings)
+
+
+def test_failing_metric_is_reported_not_fatal(write, small_text):
+    plugin = write(
+        "failing.py",
+        "import lmeval\nfrom lmeval.metrics import Metric\n"
+        "class Failing(Metric):\n    name = 'failing'\n"
+        "    def compute(self, scores):\n        raise ZeroDivisionError('oops')\n"
+        "@lmeval.hookimpl\ndef register_metrics(register):\n    register(Failing())\n",
+    )
+    record = lmeval.compare(["uniform"], text=small_text, plugins=[str(plugin)]).results[0]
+    assert record["failing"] is None and record["perplexity"] > 1
+    assert record["details"]["metric_errors"] == {"failing": "ZeroDivisionError: oops"}

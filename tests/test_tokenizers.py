@@ -72,3 +72,9 @@ def test_vocabulary_round_trips_through_dict():
     vocab = Vocabulary(["a", "b"], eos="</s>")
     again = Vocabulary.from_dict(vocab.to_dict())
     assert again == vocab and again.eos_id == 3 and len(again) == 4
+
+
+def test_literal_end_of_sentence_word_does_not_split_a_line():
+    tok = WordTokenizer()
+    vocab = tok.fit("a </s> b\n")
+    assert [vocab.token(i) for i in tok.encode("a </s> b\n")] == ["a", "<unk>", "b", "</s>"]
