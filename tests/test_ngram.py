@@ -139,6 +139,10 @@ def test_witten_bell_by_hand():
         {"k": 0},
         {"discount": 1.5},
         {"orders": 3},
+        {"order": 65},
+        {"k": "inf"},
+        {"k": "nan"},
+        {"k": 1e7},
     ],
 )
 def test_bad_parameters_are_usage_errors(chars, params):
@@ -154,6 +158,32 @@ def test_arpa_needs_a_readable_file(chars, tmp_path):
     (tmp_path / "bad.arpa").write_text("hello\n")
     with pytest.raises(lmeval.LmevalError, match="ARPA"):
         Arpa(chars[0], path=str(tmp_path / "bad.arpa"))
+
+
+@pytest.mark.parametrize(
+    "body, message",
+    [
+        ("ngram 1=2\n\n\\1-grams:\nabc a\n-1 b\n", "line 5: 'abc' or 'a' is not a number"),
+        ("ngram 1=2\n\n\\1-grams:\n0.5 a\n-1 b\n", "line 5: log10 p = 0.5 is not"),
+        ("ngram 1=1\n\n\\1-grams:\n-1\n", "line 5: expected log10 p, 1 word"),
+        ("ngram x=2\n", "line 2: expected 'ngram N=COUNT'"),
+        ("ngram 1=2\n\n\\1-grams:\n-1 a\n", "declares 2 1-grams, the file has 1"),
+    ],
+)
+def test_malformed_arpa_names_file_and_line(chars, tmp_path, body, message):
+    path = tmp_path / "bad.arpa"
+    path.write_text("\\data\\\n" + body + "\\end\\\n")
+    with pytest.raises(lmeval.LmevalError, match=message):
+        Arpa(chars[0], path=str(path))
+
+
+def test_tokens_that_arpa_cannot_spell_apart_are_refused(tmp_path):
+    tok = lmeval.CharTokenizer()
+    vocab = tok.fit("a b\u2581c\n")  # a space and a literal U+2581 are both spelled "\u2581"
+    model = fitted(vocab, tok.encode("a b\u2581c\n"), order=2)
+    with pytest.raises(lmeval.UsageError, match="both spelled"):
+        model.save(tmp_path / "m.arpa")
+    assert not (tmp_path / "m.arpa").exists()
 
 
 def test_unfitted_model_says_so(chars):

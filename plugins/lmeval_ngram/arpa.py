@@ -52,6 +52,13 @@ def write_arpa(path: str | Path, tables: Tables, words: list[str]) -> None:
         raise lmeval.UsageError(
             "an ARPA file holds back-off models only, and add-k is not one: save to .npz instead"
         )
+    if len(set(words)) != len(words):
+        seen: set[str] = set()
+        twice = next(w for w in words if w in seen or seen.add(w))
+        raise lmeval.UsageError(
+            f"cannot write ARPA: two tokens are both spelled {twice!r} there "
+            "(ARPA reserves <s>, </s>, <unk> and whitespace); save to .npz instead"
+        )
     word_arr = np.asarray(words, dtype=object)
     with lmeval.atomic_write(path, "w", encoding="utf-8") as out:
         out.write("\\data\\\n")
@@ -79,6 +86,19 @@ def _value(text: str) -> float:
     return -math.inf if value <= _ZERO else value * _LN10
 
 
+def _check_row(row: list[str], n: int, where: str) -> list[str]:
+    """``row`` of an n-gram section if well formed: log10 p, n words, optional backoff."""
+    if len(row) not in (n + 1, n + 2):
+        raise lmeval.LmevalError(f"{where}: expected log10 p, {n} word(s) and a backoff")
+    try:
+        numbers = [float(row[0])] + ([float(row[-1])] if len(row) == n + 2 else [])
+    except ValueError:
+        raise lmeval.LmevalError(f"{where}: {row[0]!r} or {row[-1]!r} is not a number") from None
+    if numbers[0] > 0 or any(math.isnan(x) for x in numbers):
+        raise lmeval.LmevalError(f"{where}: log10 p = {row[0]} is not a log-probability (<= 0)")
+    return row
+
+
 def read_arpa(path: str | Path) -> tuple[list[str], Tables]:
     """The words (index = internal id) and the tables of an ARPA file.
 
@@ -95,21 +115,30 @@ def read_arpa(path: str | Path) -> tuple[list[str], Tables]:
         raise lmeval.LmevalError(f"{path} is not an ARPA file: no \\data\\ line")
     sections: dict[int, list[list[str]]] = {}
     current: list[list[str]] | None = None
+    n = 0
     for lineno, line in enumerate(lines, start=2):
         line = line.strip()
         if not line:
             continue
+        where = f"{path}, line {lineno}"
         if line.startswith("ngram ") and current is None:
-            n, _, size = line[6:].partition("=")
-            declared[int(n)] = int(size)
+            order_text, _, size = line[6:].partition("=")
+            try:
+                declared[int(order_text)] = int(size)
+            except ValueError:
+                raise lmeval.LmevalError(f"{where}: expected 'ngram N=COUNT'") from None
         elif line.startswith("\\") and line.endswith("-grams:"):
-            current = sections.setdefault(int(line[1:-7]), [])
+            try:
+                n = int(line[1:-7])
+            except ValueError:
+                raise lmeval.LmevalError(f"{where}: bad section header {line!r}") from None
+            current = sections.setdefault(n, [])
         elif line == "\\end\\":
             break
         elif current is None:
-            raise lmeval.LmevalError(f"{path}: line {lineno} is outside any n-gram section")
+            raise lmeval.LmevalError(f"{where} is outside any n-gram section")
         else:
-            current.append(line.split())
+            current.append(_check_row(line.split(), n, where))
     order = max(declared) if declared else 0
     if order < 1 or sorted(sections) != list(range(1, order + 1)):
         raise lmeval.LmevalError(f"{path}: expected sections \\1-grams: .. \\{order}-grams:")

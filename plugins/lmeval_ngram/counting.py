@@ -19,6 +19,7 @@ never ``<s> <s> a``.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -146,7 +147,7 @@ def count_ngrams(
     unigram[bos] = 0
     tokens = np.arange(radix, dtype=np.int64)
     out = [OrderCounts(tokens, unigram, np.zeros(radix, dtype=np.int64), tokens == bos)]
-    if packing == "ranked" or (packing == "auto" and radix**order >= 2**62):
+    if packing == "ranked" or (packing == "auto" and order * math.log2(radix) >= 62):
         return _count_ranked(seq, bos, radix, order, out)
     counters = _count_mixed(seq, bos, radix, order)
     del seq  # the tables are built from the counters alone

@@ -167,22 +167,31 @@ class NGram(_BackoffModel):
     recommended = "ngram:order=5"
     params = (
         lmeval.Param(
-            "order", int, 5, "longest n-gram (context of order-1 tokens)", check=lmeval.at_least(1)
+            "order",
+            int,
+            5,
+            "longest n-gram (context of order-1 tokens), 1 to 64",
+            check=lmeval.in_range(1, 64),
         ),
         lmeval.Param(
             "smoothing",
             str,
             "mkn",
-            "kn: interpolated Kneser-Ney, one discount per order; mkn: modified "
-            "Kneser-Ney with D1, D2, D3+ (Chen & Goodman), KenLM lmplz's probabilities",
+            "mle: relative frequencies (unseen events get p = 0); add-k: k added to every "
+            "count; witten-bell: interpolated Witten-Bell; absolute: interpolated absolute "
+            "discounting by `discount`; kn: interpolated Kneser-Ney, one discount per order; "
+            "mkn: modified Kneser-Ney with D1, D2, D3+ (Chen & Goodman), KenLM lmplz's "
+            "probabilities",
             choices=SMOOTHINGS,
         ),
         lmeval.Param(
             "k",
             float,
             1.0,
-            "pseudo-count of add-k (1: Laplace)",
-            check=lambda v: None if v > 0 else "must be above 0 (k=0 is smoothing=mle)",
+            "pseudo-count of add-k (1: Laplace), above 0 and at most 1e6",
+            check=lambda v: (
+                None if 0 < v <= 1e6 else "must be above 0 and at most 1e6 (k=0 is smoothing=mle)"
+            ),
         ),
         lmeval.Param(
             "discount",
@@ -234,15 +243,13 @@ class Arpa(_BackoffModel):
             str,
             "",
             "the ARPA file (.arpa or .arpa.gz)",
-            check=lambda v: None if v else "give the ARPA file: arpa:path=FILE",
+            required=True,
         ),
         _SENTENCES,
     )
 
     def __init__(self, vocab: lmeval.Vocabulary, **params: Any) -> None:
         super().__init__(vocab, **params)
-        if not self.config["path"]:
-            raise lmeval.UsageError("model 'arpa' needs its file: arpa:path=FILE")
         self._arpa_words, self.tables = read_arpa(self.config["path"])
         index = {w: i for i, w in enumerate(self._arpa_words)}
         spelled = [spell(t, vocab.eos) for t in vocab.itos]
