@@ -24,7 +24,7 @@ import lmeval
 from .cells import detach_state
 
 #: The learning rate each optimizer gets when ``lr=0`` (automatic).
-DEFAULT_LR = {"sgd": 1.0, "adam": 6e-3, "adamw": 6e-3}
+DEFAULT_LR = {"sgd": 1.0, "adam": 8e-3, "adamw": 8e-3}
 #: The ``anneal`` schedule holds the rate, then over this last part of the run
 #: (by whichever limit binds first) lowers it along a half cosine ...
 ANNEAL_PART = 0.3
