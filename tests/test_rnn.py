@@ -358,3 +358,17 @@ def test_thirty_seconds_on_shakespeare_learn_the_text(shared):
     model.fit(tok.encode(text[:cut]))
     logp = model.score(tok.encode(text[cut : cut + 20_000]))
     assert -logp.sum() / np.log(2) / 20_000 < 3.0
+
+
+def test_validation_past_the_deadline_returns_the_mean_so_far(trained, data):
+    """Validation reads rows as separate streams; past a deadline it stops after one chunk."""
+    from lmeval_rnn.training import mean_nll
+
+    _, _, ids = data
+    cols = len(ids) // 2
+    rows = [trained.score(ids[:cols]), trained.score(ids[cols : 2 * cols])]
+    valid = torch.as_tensor(ids)
+    full = mean_nll(trained._net, valid, trained.start_id, rows=2, chunk=50)
+    assert full == pytest.approx(-np.concatenate(rows).mean(), abs=1e-5)
+    first = mean_nll(trained._net, valid, trained.start_id, rows=2, chunk=50, deadline=0.0)
+    assert first == pytest.approx(-np.concatenate([r[:50] for r in rows]).mean(), abs=1e-5)

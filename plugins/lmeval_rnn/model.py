@@ -32,7 +32,7 @@ CHECKPOINT_FORMAT = "lmeval-rnn/1"
 SCORE_CHUNK = 4096
 #: Validation carved from the start of the training ids when none is given.
 VALID_FRACTION = 0.05
-VALID_MAX_TOKENS = 50_000
+VALID_MAX_TOKENS = 20_000
 
 _BUDGET = re.compile(r"^\s*(\d+(?:\.\d*)?|\.\d+)\s*([a-z]*)\s*$", re.IGNORECASE)
 _TIME_UNITS = {"s": 1, "sec": 1, "m": 60, "min": 60, "h": 3600}

@@ -153,31 +153,42 @@ def train_step(net, optimizer, params, x, y, state, clip: float, autocast=nullco
     return loss.detach(), state
 
 
-def mean_nll(net, data: torch.Tensor, start_id: int, rows: int = 16, chunk: int = 512) -> float:
+def mean_nll(
+    net,
+    data: torch.Tensor,
+    start_id: int,
+    rows: int = 16,
+    chunk: int = 512,
+    deadline: float | None = None,
+) -> float:
     """Mean negative log-likelihood (nats) of ``data``, read as ``rows`` parallel streams.
 
     Each stream carries its state through its part of the text; the first
     token of each is predicted after ``start_id`` from the zero state, as
     :meth:`score` does for a whole text. Used for validation, where reading
     several streams at once is much faster than one and differs only at the
-    stream starts.
+    stream starts. Past ``deadline`` (``time.perf_counter()``) it stops after the
+    current chunk and returns the mean so far, so that a time budget holds even
+    when the machine is slower than it was a moment ago.
     """
     rows = max(1, min(rows, len(data) // 64))
     cols = len(data) // rows
     targets = data[: rows * cols].view(rows, cols).t()
     inputs = torch.cat([targets.new_full((1, rows), start_id), targets[:-1]])
-    total = 0.0
+    total, count = 0.0, 0
     state = None
     with torch.no_grad():
         for s in range(0, cols, chunk):
             logits, state = net(inputs[s : s + chunk], state)
+            target = targets[s : s + chunk]
             loss = F.cross_entropy(
-                logits.float().reshape(-1, logits.shape[-1]),
-                targets[s : s + chunk].reshape(-1),
-                reduction="sum",
+                logits.float().reshape(-1, logits.shape[-1]), target.reshape(-1), reduction="sum"
             )
             total += float(loss)
-    return total / (rows * cols)
+            count += target.numel()
+            if deadline is not None and time.perf_counter() > deadline:
+                break
+    return total / count
 
 
 def train(
@@ -280,7 +291,8 @@ def train(
             net.eval()
             valid_began = time.perf_counter()
             with autocast():
-                valid_nll = mean_nll(net, valid_data, start_id)
+                deadline = began + limits.seconds if limits.seconds else None
+                valid_nll = mean_nll(net, valid_data, start_id, deadline=deadline)
             # the next validation will take about as long: keep it inside a time budget
             valid_seconds = time.perf_counter() - valid_began
             outcome.tokens += tokens
