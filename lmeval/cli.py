@@ -269,18 +269,16 @@ def compare(models, fmt, output, save_models, quiet, **kw) -> None:
             on_result=lambda r: bar.update(advance=1, info=f"done: {r['label']}"),
             **data,
         )
-    if fmt == "table":
+    if fmt == "table" and output is None:
+        render_table(result)
+    elif fmt == "table":
         from rich.console import Console
 
-        if output is None:
-            render_table(result)
-            return
         buffer = io.StringIO()
         render_table(result, Console(file=buffer, width=160, no_color=True))
-        text = buffer.getvalue()
+        _emit(buffer.getvalue(), output)
     else:
-        text = render(result, fmt)
-    _emit(text, output)
+        _emit(render(result, fmt), output)
     failed = [r["label"] for r in result.results if r.get("error")]
     if failed:
         # the results are written; the status tells a script that a row holds an error

@@ -74,8 +74,41 @@ def caption(meta: dict[str, Any]) -> str:
     )
 
 
+#: Columns left out first when the terminal is too narrow for all of them.
+_DROP_ORDER = (
+    "score_seconds",
+    "bits_per_byte",
+    "params",
+    "cross_entropy",
+    "fit_seconds",
+    "oov_rate",
+    "tokens",
+)
+
+
+def _fit_columns(
+    columns: list[tuple[str, str, str]], rows: list[tuple[str, list[str]]], width: int
+) -> list[int]:
+    """Indexes of the columns to show so that the table fits ``width`` characters."""
+
+    def needed(keep: list[int]) -> int:
+        label = max(len(label) for label, _ in rows) if rows else 5
+        cells = [max([len(columns[i][1])] + [len(c[i]) for _, c in rows]) for i in keep]
+        return label + sum(cells) + 3 * (len(keep) + 1) + 1
+
+    keep = list(range(len(columns)))
+    for key in _DROP_ORDER:
+        if needed(keep) <= width:
+            break
+        keep = [i for i in keep if columns[i][0] != key]
+    return keep
+
+
 def render_table(comparison: Comparison, console=None) -> None:
-    """Print the comparison as a rich table, the policy, notes and training histories."""
+    """Print the comparison as a rich table, the policy, notes and training histories.
+
+    On a narrow terminal the less important columns are left out (JSON has them all).
+    """
     from rich.console import Console
     from rich.table import Table
 
@@ -83,36 +116,42 @@ def render_table(comparison: Comparison, console=None) -> None:
         console = Console()
         if not console.is_terminal:
             console = Console(width=max(console.width, 150))
-    extras = extra_metric_keys(comparison)
+    columns = [*_COLUMNS, *((k, k, ".4f") for k in extra_metric_keys(comparison))]
+    records = ordered(comparison)
+    best = next((r for r in records if not r.get("error")), None)
+    rows = []
+    for record in records:
+        label = record["label"]
+        if record.get("model") == "uniform":
+            label += " (yardstick)"
+        if record.get("error"):
+            rows.append((label, ["failed"] + [""] * (len(columns) - 1)))
+        else:
+            rows.append((label, [fmt_value(record.get(k), f) for k, _, f in columns]))
+    keep = _fit_columns(columns, rows, console.width)
     table = Table(title="lmeval compare", caption=caption(comparison.meta), caption_justify="left")
     table.add_column("model", style="bold", no_wrap=True)
-    for _, header, _ in _COLUMNS:
-        table.add_column(header, justify="right", no_wrap=True)
-    for key in extras:
-        table.add_column(key, justify="right", no_wrap=True)
-    best = next((r for r in ordered(comparison) if not r.get("error")), None)
-    for record in ordered(comparison):
-        label = record["label"]
-        if record.get("error"):
-            table.add_row(f"[red]{label}[/]", f"[red]error: {record['error']}[/]")
-            continue
-        cells = [fmt_value(record.get(k), f) for k, _, f in _COLUMNS]
-        cells += [fmt_value(record.get(k), ".4f") for k in extras]
+    for i in keep:
+        table.add_column(columns[i][1], justify="right", no_wrap=True)
+    for record, (label, cells) in zip(records, rows, strict=True):
         style = "green" if record is best else None
         if record.get("model") == "uniform":
             style = "dim"
-        table.add_row(
-            label + (" (yardstick)" if record.get("model") == "uniform" else ""),
-            *cells,
-            style=style,
-        )
+        if record.get("error"):
+            style = "red"
+        table.add_row(label, *(cells[i] for i in keep), style=style)
     console.print(table)
+    if len(keep) < len(columns):
+        hidden = ", ".join(columns[i][1] for i in range(len(columns)) if i not in keep)
+        console.print(f"[dim]Not shown for lack of width: {hidden} (see --format json).[/]")
     console.print(f"[dim]Predicted tokens: {comparison.meta['policy']}.[/]")
     console.print(
         "[dim]ppl = exp(nats/tok); bits/char and bits/byte divide the same total by the "
         "characters and UTF-8 bytes of the test text (newlines included).[/]"
     )
     for record in comparison.results:
+        if record.get("error"):
+            console.print(f"[red]error[/] {record['label']}: {record['error']}")
         details = record.get("details") or {}
         for note in details.get("notes", []):
             console.print(f"[yellow]note[/] {record['label']}: {note}")

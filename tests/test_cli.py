@@ -339,3 +339,28 @@ def test_generate_refuses_bad_temperatures(small_text, temperature):
     )
     assert result.exit_code == 2 and result.stderr.count("\n") == 1
     assert "--temperature" in result.stderr
+
+
+def test_failed_model_in_the_table_exits_1_and_says_why(write, small_text):
+    plugin = write(
+        "raising.py",
+        "import lmeval\n"
+        "class Raising(lmeval.LanguageModel):\n    name = 'raising'\n"
+        "    def fit(self, train_ids, valid_ids=None):\n        raise MemoryError('too big')\n"
+        "    def score(self, ids):\n        return ids\n"
+        "@lmeval.hookimpl\ndef register_models(register):\n    register(Raising)\n",
+    )
+    result = run(
+        "--plugin",
+        str(plugin),
+        "compare",
+        "-m",
+        "raising",
+        "-m",
+        "uniform",
+        "--text",
+        str(small_text),
+    )
+    assert result.exit_code == 1
+    assert "error raising: MemoryError: too big" in result.stdout
+    assert "uniform (yardstick)" in result.stdout
