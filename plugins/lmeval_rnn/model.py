@@ -16,7 +16,6 @@ measures it.
 
 from __future__ import annotations
 
-import math
 import re
 import time
 from contextlib import contextmanager, nullcontext
@@ -446,8 +445,3 @@ class RNN(lmeval.LanguageModel):
         model.history = list(data.get("history", []))
         model._facts = {**dict(data.get("facts", {})), "device": str(device)}
         return model
-
-
-def bits_per_token(logp: np.ndarray) -> float:
-    """Mean bits per predicted token of natural-log probabilities (for benchmarks)."""
-    return float(-np.mean(logp) / math.log(2))
