@@ -52,8 +52,12 @@ _live = None  # the one rich Progress on screen; nested bars join it
 
 
 @contextmanager
-def progress(description: str, total: float | None = None) -> Iterator[ProgressTask]:
+def progress(
+    description: str, total: float | None = None, unit: str = ""
+) -> Iterator[ProgressTask]:
     """A progress bar for the duration of the ``with`` block (or a silent handle).
+
+    ``unit`` names what ``total`` counts ("s", "tok"), shown after the count.
 
     Bars opened inside another (a model training inside ``compare``) appear as
     extra rows of the same display.
@@ -63,7 +67,7 @@ def progress(description: str, total: float | None = None) -> Iterator[ProgressT
         yield ProgressTask()
         return
     if _live is not None:
-        task_id = _live.add_task(description, total=total, info="")
+        task_id = _live.add_task(description, total=total, info="", unit=unit)
         try:
             yield ProgressTask(_live, task_id)
         finally:
@@ -72,17 +76,26 @@ def progress(description: str, total: float | None = None) -> Iterator[ProgressT
     from rich.console import Console
     from rich.progress import (
         BarColumn,
-        MofNCompleteColumn,
         Progress,
+        ProgressColumn,
         TextColumn,
         TimeElapsedColumn,
         TimeRemainingColumn,
     )
 
+    class _CountColumn(ProgressColumn):
+        """``done/total unit``, e.g. ``42/180 s``."""
+
+        def render(self, task):
+            from rich.text import Text
+
+            total = "?" if task.total is None else f"{task.total:,.0f}"
+            return Text(f"{task.completed:,.0f}/{total} {task.fields.get('unit', '')}".rstrip())
+
     columns = (
         TextColumn("[bold]{task.description}"),
         BarColumn(),
-        MofNCompleteColumn(),
+        _CountColumn(),
         TimeElapsedColumn(),
         TextColumn("eta"),
         TimeRemainingColumn(),
@@ -91,6 +104,6 @@ def progress(description: str, total: float | None = None) -> Iterator[ProgressT
     with Progress(*columns, console=Console(stderr=True), transient=True) as bar:
         _live = bar
         try:
-            yield ProgressTask(bar, bar.add_task(description, total=total, info=""))
+            yield ProgressTask(bar, bar.add_task(description, total=total, info="", unit=unit))
         finally:
             _live = None

@@ -5,13 +5,13 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
-import lmeval_ngram
 import numpy as np
 import pytest
-from lmeval_ngram import Arpa, NGram
-from lmeval_ngram.smoothing import SMOOTHINGS
 
 import lmeval
+import lmeval_ngram
+from lmeval_ngram import Arpa, NGram
+from lmeval_ngram.smoothing import SMOOTHINGS
 
 TEXT = (
     "the time machine, by h. g. wells\n"

@@ -14,9 +14,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from lmeval_ngram import Arpa, NGram
 
 import lmeval
+from lmeval_ngram import Arpa, NGram
 
 LN10 = math.log(10)
 

@@ -12,14 +12,14 @@ import subprocess
 import sys
 from contextlib import contextmanager
 
-import lmeval_rnn.model as rnn_model
 import numpy as np
 import pytest
 import torch
-from lmeval_rnn import RNN
-from lmeval_rnn.model import parse_budget
 
 import lmeval
+import lmeval_rnn.model as rnn_model
+from lmeval_rnn import RNN
+from lmeval_rnn.model import parse_budget
 
 TEXT = "".join(
     f"the time traveller {w} {i % 7} times.\n"
@@ -189,8 +189,8 @@ class FakeBar:
             signal.raise_signal(signal.SIGINT)
 
     @contextmanager
-    def __call__(self, description, total=None):
-        self.opened.append((description, total))
+    def __call__(self, description, total=None, unit=""):
+        self.opened.append((description, total, unit))
         yield self
 
 
@@ -198,7 +198,9 @@ def test_progress_reports_epochs_and_speed(data, monkeypatch):
     bar = FakeBar()
     monkeypatch.setattr(lmeval, "progress", bar)
     fitted(data, epochs=3, patience=0)
-    assert bar.opened == [("train rnn", bar.opened[0][1])]
+    # no budget: the bar counts batches over the 3 epochs
+    assert len(bar.opened) == 1 and bar.opened[0][0] == "train rnn"
+    assert bar.opened[0][2] == "batch" and bar.opened[0][1] > 0
     infos = [u["info"] for u in bar.updates if "info" in u]
     assert any("epoch 3" in i and "valid ppl" in i and "tok/s" in i for i in infos)
 

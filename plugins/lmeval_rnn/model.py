@@ -144,7 +144,14 @@ PARAMS = (
         check=_device_check,
     ),
     P("precision", str, "fp32", "fp32, or bf16 autocast (GPU only)", ("fp32", "bf16")),
-    P("threads", int, 0, "torch CPU threads (0 = torch's default)", check=lmeval.at_least(0)),
+    P(
+        "threads",
+        int,
+        0,
+        "torch CPU threads (0 = torch's default, fastest on an idle machine; on a busy one "
+        "2 threads can run 7x slower than 1, so use threads=1 there)",
+        check=lmeval.at_least(0),
+    ),
 )
 
 

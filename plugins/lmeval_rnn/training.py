@@ -232,7 +232,7 @@ def train(
     else:
         total, unit = limits.epochs * per_epoch, "batch"
 
-    with lmeval.progress("train rnn", total=total) as bar, sigint_stops(flag):
+    with lmeval.progress("train rnn", total=total, unit=unit) as bar, sigint_stops(flag):
         for epoch in range(1, limits.epochs + 1):
             net.train()
             state = None
