@@ -32,9 +32,9 @@ import tracemalloc
 from pathlib import Path
 
 import numpy as np
-from lmeval_ngram import NGram
 
 import lmeval
+from lmeval_ngram import NGram
 
 SHARED = Path(__file__).resolve().parent.parent.parent / "shared"
 # peers.md, measured on this kind of machine (2 cores): lmplz s, query tokens/s, perplexity

@@ -22,10 +22,10 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from lmeval_rnn import RNN
 from rnn_throughput import VOCAB, D2LScratch, Ours, PlainTorch, compare
 
 import lmeval
+from lmeval_rnn import RNN
 
 D2L_V100 = {"d2l scratch rnn": 71.5e3, "nn.RNN": 268e3, "nn.GRU": 301e3, "nn.LSTM": 298e3}
 SIZES = {"rnn": 512, "gru": 256, "lstm": 256}

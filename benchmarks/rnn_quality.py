@@ -18,9 +18,8 @@ import math
 import time
 from pathlib import Path
 
-from lmeval_rnn import RNN
-
 import lmeval
+from lmeval_rnn import RNN
 
 PEERS = {
     "KenLM 5-gram": 2.273,

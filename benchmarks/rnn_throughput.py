@@ -24,9 +24,10 @@ from contextlib import nullcontext
 
 import torch
 import torch.nn.functional as F
+from torch import nn
+
 from lmeval_rnn.cells import CharNet, detach_state
 from lmeval_rnn.training import make_optimizer, train_step
-from torch import nn
 
 VOCAB, STEPS = 28, 35
 
