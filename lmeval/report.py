@@ -171,8 +171,17 @@ def render_history(label: str, history: list[dict[str, Any]], console) -> None:
     for i, row in enumerate(shown):
         if len(history) > 12 and i == 6:
             table.add_row(*["…" for _ in keys])
-        table.add_row(*[fmt_value(row.get(k), ".4g") for k in keys])
+        table.add_row(*[_history_cell(row.get(k)) for k in keys])
     console.print(table)
+
+
+def _history_cell(value: Any) -> str:
+    """Counts with thousands separators, rates and times readable, small values to 4 digits."""
+    if isinstance(value, int):
+        return f"{value:,}"
+    if isinstance(value, float) and math.isfinite(value) and abs(value) >= 1000:
+        return f"{value:,.0f}"
+    return fmt_value(value, ".4g")
 
 
 def to_json(comparison: Comparison) -> str:
