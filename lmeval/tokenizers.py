@@ -213,6 +213,38 @@ class CharTokenizer(Tokenizer):
     def split(self, line: str) -> list[str]:
         return list(line)
 
+    # Fast paths: in line mode the ids are those of the text's characters, the
+    # newline being the end-of-line token, plus one for an unfinished last line.
+    # Counting and mapping whole code-point arrays beats a Python loop ~10x.
+
+    def _codes(self, text: str) -> np.ndarray:
+        """Code points of the text as the tokens see it (an unfinished last line ended)."""
+        if self.lines and text and not text.endswith("\n"):
+            text += "\n"
+        return np.frombuffer(text.encode("utf-32-le"), dtype=np.uint32)
+
+    def fit(self, text: str) -> Vocabulary:
+        codes = self._codes(text)
+        tally = np.bincount(codes) if len(codes) else np.zeros(0, dtype=np.int64)
+        seen = np.flatnonzero(tally)
+        counts = Counter(
+            {chr(c): int(n) for c, n in zip(seen.tolist(), tally[seen].tolist(), strict=True)}
+        )
+        eos = "\n" if self.lines else None
+        self.vocab = Vocabulary.build(counts, eos=eos, min_freq=self.min_freq)
+        return self.vocab
+
+    def encode(self, text: str) -> np.ndarray:
+        vocab = self._require_vocab()
+        codes = self._codes(text)
+        if not len(codes):
+            return np.zeros(0, dtype=np.int64)
+        table = np.full(int(codes.max()) + 1, vocab.unk_id, dtype=np.int64)
+        for token, index in vocab.stoi.items():
+            if len(token) == 1 and ord(token) < len(table):
+                table[ord(token)] = index
+        return table[codes]
+
 
 class WordTokenizer(Tokenizer):
     """Whitespace-separated words; ``</s>`` ends a line."""

@@ -78,3 +78,18 @@ def test_literal_end_of_sentence_word_does_not_split_a_line():
     tok = WordTokenizer()
     vocab = tok.fit("a </s> b\n")
     assert [vocab.token(i) for i in tok.encode("a </s> b\n")] == ["a", "<unk>", "b", "</s>"]
+
+
+@pytest.mark.parametrize("lines", [True, False])
+@pytest.mark.parametrize("text", ["ab\nba\n", "ab\n\nba", "", "\n", "héllo wörld ☃\nx"])
+def test_char_fast_path_equals_the_generic_one(text, lines):
+    """CharTokenizer's vectorised fit/encode give what the per-line rule gives."""
+    from lmeval.tokenizers import Tokenizer
+
+    fast = CharTokenizer(lines=lines)
+    fast.fit("ab\nh")
+    generic_vocab = Tokenizer.fit(CharTokenizer(lines=lines), "ab\nh")
+    assert fast.vocab == generic_vocab
+    expected = Tokenizer.encode(fast, text)
+    assert fast.encode(text).tolist() == expected.tolist()
+    assert fast.encode(text).dtype == expected.dtype
