@@ -1,6 +1,7 @@
 # Two entry points, both from a clean clone:
 #   make compare   set up .venv and run `lmeval compare` on the built-in corpus
 #   make test      set up .venv and run the test suite (what CI runs)
+#   make bench     the benchmarks against KenLM, NLTK and d2l (reads ../shared/corpora)
 # TORCH picks the torch requirement installed first: the default pins the CPU
 # build this project is developed on; `make compare TORCH=torch` takes PyPI's
 # default (CUDA) build on a GPU machine.
@@ -30,6 +31,7 @@ bench: $(VENV)/.installed
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[bench]'
 	$(BIN)/python benchmarks/ngram_vs_peers.py
 	$(BIN)/python benchmarks/rnn_throughput.py
+	$(BIN)/python benchmarks/rnn_quality.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .ruff_cache

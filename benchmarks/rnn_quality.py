@@ -7,7 +7,7 @@ with the state carried through all of it; bits per character = total bits
 over the test characters. The model uses its defaults for the budget unless
 ``--spec`` overrides some of them.
 
-    python benchmarks/rnn_quality.py CORPUS [--budget 180s] [--spec cell=gru,hidden=256]
+    python benchmarks/rnn_quality.py [CORPUS] [--budget 180s] [--spec cell=gru,hidden=256]
 """
 
 from __future__ import annotations
@@ -31,7 +31,10 @@ PEERS = {
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("corpus", type=Path, help="tinyshakespeare.txt")
+    default = Path(__file__).resolve().parent.parent.parent / "shared/corpora/tinyshakespeare.txt"
+    parser.add_argument(
+        "corpus", type=Path, nargs="?", default=default, help="default: ../shared/corpora/..."
+    )
     parser.add_argument("--budget", default="180s")
     parser.add_argument("--spec", default="", help="extra parameters, key=value,...")
     parser.add_argument("--json", type=Path, help="also write the result record here")
