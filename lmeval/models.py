@@ -51,6 +51,8 @@ class Param:
     def convert(self, raw: Any) -> Any:
         """The typed, checked value of ``raw`` (a string from a spec, or a Python value)."""
         value = raw
+        if self.parse is not None and not isinstance(raw, str):
+            raw = str(raw)  # a parsed parameter given from Python, e.g. budget=60
         if isinstance(raw, str):
             try:
                 if self.parse is not None:

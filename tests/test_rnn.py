@@ -370,7 +370,58 @@ def test_validation_past_the_deadline_returns_the_mean_so_far(trained, data):
     cols = len(ids) // 2
     rows = [trained.score(ids[:cols]), trained.score(ids[cols : 2 * cols])]
     valid = torch.as_tensor(ids)
-    full = mean_nll(trained._net, valid, trained.start_id, rows=2, chunk=50)
-    assert full == pytest.approx(-np.concatenate(rows).mean(), abs=1e-5)
-    first = mean_nll(trained._net, valid, trained.start_id, rows=2, chunk=50, deadline=0.0)
+    full, complete = mean_nll(trained._net, valid, trained.start_id, rows=2, chunk=50)
+    assert complete and full == pytest.approx(-np.concatenate(rows).mean(), abs=1e-5)
+    first, complete = mean_nll(
+        trained._net, valid, trained.start_id, rows=2, chunk=50, deadline=0.0
+    )
+    assert not complete
     assert first == pytest.approx(-np.concatenate([r[:50] for r in rows]).mean(), abs=1e-5)
+
+
+def test_divergence_from_the_start_is_a_clear_error(data):
+    with pytest.raises(lmeval.LmevalError, match="diverged in epoch 1"):
+        fitted(data, cell="gru", optimizer="sgd", lr=1e38, clip=0)
+
+
+def test_divergence_later_keeps_the_best_finite_state(data, monkeypatch):
+    from lmeval_rnn import training
+
+    calls = {"n": 0}
+    real = training.mean_nll
+
+    def nan_from_epoch_two(*args, **kwargs):
+        calls["n"] += 1
+        nll, complete = real(*args, **kwargs)
+        return (nll if calls["n"] == 1 else float("nan")), complete
+
+    monkeypatch.setattr(training, "mean_nll", nan_from_epoch_two)
+    model = fitted(data, epochs=5, patience=0)
+    assert model.details()["stop_reason"] == "diverged"
+    assert model.details()["best_epoch"] == 1 and len(model.history) == 2
+    assert np.isfinite(model.score(data[2])).all()
+
+
+@pytest.mark.parametrize(
+    "budget, limits",
+    [
+        ("300h", (1_080_000.0, None)),
+        ("1000000s", (1_000_000.0, None)),
+        ("0.5m", (30.0, None)),
+        ("2.5ktok", (None, 2500)),
+    ],
+)
+def test_long_and_fractional_budgets_read_back(budget, limits):
+    from lmeval_rnn.model import budget_limits, parse_budget
+
+    assert budget_limits(parse_budget(budget)) == limits
+
+
+def test_budget_given_from_python_as_a_number_is_a_clear_error(data):
+    with pytest.raises(lmeval.UsageError, match="expected a time like 60s"):
+        RNN(data[1], budget=60)
+
+
+def test_bf16_on_the_cpu_is_refused_before_training(data):
+    with pytest.raises(lmeval.UsageError, match="bf16 needs a GPU"):
+        RNN(data[1], precision="bf16", device="cpu")

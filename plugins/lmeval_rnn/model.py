@@ -29,7 +29,8 @@ import lmeval
 CHECKPOINT_FORMAT = "lmeval-rnn/1"
 #: Tokens per forward call when scoring: long enough to keep the kernels busy.
 SCORE_CHUNK = 4096
-#: Validation carved from the start of the training ids when none is given.
+#: Validation carved from the start of the training ids when none is given; a given
+#: validation text is cut to its first VALID_MAX_TOKENS.
 VALID_FRACTION = 0.05
 VALID_MAX_TOKENS = 20_000
 
@@ -54,8 +55,8 @@ def parse_budget(text: str) -> str:
     amount, unit = float(m.group(1)), m.group(2)
     if amount <= 0:
         raise ValueError("a budget must be positive (or none)")
-    if unit in _TIME_UNITS:
-        return f"{amount * _TIME_UNITS[unit]:g}s"
+    if unit in _TIME_UNITS:  # fixed-point, so that budget_limits reads it back
+        return f"{amount * _TIME_UNITS[unit]:.3f}".rstrip("0").rstrip(".") + "s"
     return f"{int(amount * _TOKEN_UNITS[unit])}tok"
 
 
@@ -231,6 +232,11 @@ class RNN(lmeval.LanguageModel):
 
     def __init__(self, vocab: lmeval.Vocabulary, **params: Any) -> None:
         super().__init__(vocab, **params)
+        # checked now, before a comparison trains anything: a missing device or
+        # bf16 on the CPU would otherwise fail only when this model's turn comes
+        device = resolve_device(self.config["device"])
+        if self.config["precision"] == "bf16" and device.type == "cpu":
+            raise lmeval.UsageError("precision=bf16 needs a GPU; use precision=fp32 on the CPU")
         self._net = None
         self._device = None
         self._facts: dict[str, Any] = {}
@@ -285,8 +291,6 @@ class RNN(lmeval.LanguageModel):
         from .training import Limits, train
 
         c = self.config
-        if c["precision"] == "bf16" and resolve_device(c["device"]).type == "cpu":
-            raise lmeval.UsageError("precision=bf16 needs a GPU; use precision=fp32 on the CPU")
         device = resolve_device(c["device"])
         train_ids = np.asarray(train_ids, dtype=np.int64)
         if valid_ids is None or len(valid_ids) < 2:
@@ -295,6 +299,8 @@ class RNN(lmeval.LanguageModel):
             # carving the end cost 0.2 bits per character: the test continues its play)
             n_valid = min(VALID_MAX_TOKENS, max(2, int(len(train_ids) * VALID_FRACTION)))
             train_ids, valid_ids = train_ids[n_valid:], train_ids[:n_valid]
+        # validation only picks the best epoch: its first tokens do, and cost less time
+        valid_ids = np.asarray(valid_ids, dtype=np.int64)[:VALID_MAX_TOKENS]
         if len(train_ids) < 2:
             raise lmeval.LmevalError("the training text is too short for the rnn model")
         seconds, tokens = budget_limits(c["budget"])
@@ -326,18 +332,27 @@ class RNN(lmeval.LanguageModel):
 
     # -- scoring -----------------------------------------------------------
 
-    def _logits(self, inputs, state, chunk: int):
-        """Run ``inputs`` (1-D ids) through the network ``chunk`` tokens at a time."""
+    def _run(self, inputs, state, chunk: int, targets=None):
+        """Feed ``inputs`` (1-D ids) ``chunk`` tokens at a time, carrying ``state``.
+
+        With ``targets``: the log-probability of each target (1-D float32), kept
+        chunk by chunk so that memory does not grow with text length times
+        vocabulary. Without: the log-probabilities after the last input. Both
+        with the state at the end.
+        """
         import torch
 
         net = self._require_net()
         net.eval()
-        pieces = []
+        picked, last = [], None
         with torch.no_grad(), _threads(self.config["threads"]), _exact_fp32(self._device):
             for s in range(0, len(inputs), chunk):
                 logits, state = net(inputs[s : s + chunk].view(-1, 1), state)
-                pieces.append(torch.log_softmax(logits[:, 0].float(), dim=-1))
-        return pieces, state
+                logp = torch.log_softmax(logits[:, 0].float(), dim=-1)
+                if targets is not None:
+                    picked.append(logp.gather(1, targets[s : s + chunk].view(-1, 1))[:, 0])
+                last = logp[-1]
+        return (torch.cat(picked) if targets is not None else last), state
 
     def _score(self, ids: np.ndarray, chunk: int) -> np.ndarray:
         import torch
@@ -347,8 +362,7 @@ class RNN(lmeval.LanguageModel):
         if len(target) == 0:
             return np.zeros(0, dtype=np.float64)
         inputs = torch.cat([target.new_full((1,), self.start_id), target[:-1]])
-        pieces, _ = self._logits(inputs, None, chunk)
-        logp = torch.cat(pieces).gather(1, target.view(-1, 1))[:, 0]
+        logp, _ = self._run(inputs, None, chunk, target)
         return logp.double().cpu().numpy()
 
     def score(self, ids: np.ndarray) -> np.ndarray:
@@ -362,8 +376,7 @@ class RNN(lmeval.LanguageModel):
         self._require_net()
         context = self._ids(context_ids, "the context")
         inputs = torch.cat([context.new_full((1,), self.start_id), context])
-        pieces, state = self._logits(inputs, None, SCORE_CHUNK)
-        return pieces[-1][-1], state
+        return self._run(inputs, None, SCORE_CHUNK)
 
     def next_token_logprobs(self, context_ids: np.ndarray) -> np.ndarray:
         logp, _ = self._after(context_ids)
@@ -381,8 +394,7 @@ class RNN(lmeval.LanguageModel):
         for _ in range(n):
             out.append(lmeval.sample_id(logp.double().cpu().numpy(), temperature, rng))
             step = torch.tensor([out[-1]], device=self._device)
-            pieces, state = self._logits(step, state, 1)
-            logp = pieces[-1][-1]
+            logp, state = self._run(step, state, 1)
         return np.asarray(out, dtype=np.int64)
 
     def to(self, device: str) -> RNN:
@@ -438,17 +450,21 @@ class RNN(lmeval.LanguageModel):
         if not isinstance(data, dict) or data.get("format") != CHECKPOINT_FORMAT:
             raise lmeval.LmevalError(f"{path} is not an rnn checkpoint ({CHECKPOINT_FORMAT})")
         try:
-            model = cls(lmeval.Vocabulary.from_dict(data["vocab"]), **data["config"])
+            config = dict(data["config"])
             try:
-                device = resolve_device(model.config["device"])
+                device = resolve_device(config.get("device", "auto"))
             except lmeval.LmevalError:  # trained on a device this machine lacks
                 device = resolve_device("auto")
+            if device.type == "cpu":
+                config["precision"] = "fp32"  # bf16 was a training setting of a GPU
+            config["device"] = str(device)
+            model = cls(lmeval.Vocabulary.from_dict(data["vocab"]), **config)
             model._build(device)
             model._net.load_state_dict(data["state"])
-        except (KeyError, TypeError, ValueError, RuntimeError) as exc:
-            detail = str(exc).strip().splitlines()[0][:120] if str(exc).strip() else ""
+            model.history = [dict(row) for row in data.get("history", [])]
+            model._facts = {**dict(data.get("facts", {})), "device": str(device)}
+        except (KeyError, TypeError, ValueError, RuntimeError, lmeval.UsageError) as exc:
+            detail = " ".join(str(exc).split())[:160]
             raise lmeval.LmevalError(f"{path} is a damaged rnn checkpoint ({detail})") from None
         model._net.eval()
-        model.history = list(data.get("history", []))
-        model._facts = {**dict(data.get("facts", {})), "device": str(device)}
         return model

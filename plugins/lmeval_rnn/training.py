@@ -46,7 +46,9 @@ def sequential_batches(
     Consecutive batches continue each row, so the state can be carried. Yields
     time-major ``(x, y)`` pairs of shape ``(T, B)``, ``y`` being ``x`` shifted by one.
     """
-    offset = int(rng.integers(0, min(steps, len(data) - 1)))
+    # d2l draws the offset from [0, steps); on a short text a large offset would skip
+    # much of it, so it is also kept below 5 % of the text
+    offset = int(rng.integers(0, max(1, min(steps, (len(data) - 1) // 20))))
     usable = len(data) - 1 - offset
     rows = max(1, min(batch, usable // max(1, steps)))
     cols = usable // rows
@@ -160,8 +162,9 @@ def mean_nll(
     rows: int = 16,
     chunk: int = 512,
     deadline: float | None = None,
-) -> float:
-    """Mean negative log-likelihood (nats) of ``data``, read as ``rows`` parallel streams.
+) -> tuple[float, bool]:
+    """Mean negative log-likelihood (nats) of ``data``, read as ``rows`` parallel streams,
+    and whether all of it was read.
 
     Each stream carries its state through its part of the text; the first
     token of each is predicted after ``start_id`` from the zero state, as
@@ -177,6 +180,7 @@ def mean_nll(
     inputs = torch.cat([targets.new_full((1, rows), start_id), targets[:-1]])
     total, count = 0.0, 0
     state = None
+    complete = True
     with torch.no_grad():
         for s in range(0, cols, chunk):
             logits, state = net(inputs[s : s + chunk], state)
@@ -187,8 +191,9 @@ def mean_nll(
             total += float(loss)
             count += target.numel()
             if deadline is not None and time.perf_counter() > deadline:
+                complete = s + chunk >= cols
                 break
-    return total / count
+    return total / count, complete
 
 
 def train(
@@ -275,6 +280,8 @@ def train(
                     elif unit == "tok":
                         bar.update(completed=min(outcome.tokens + tokens, total))
                     rate = tokens / max(now - epoch_began, 1e-9)
+                    if not math.isfinite(float(loss_sum)):
+                        flag["stop"] = "diverged"
                     train_ppl = math.exp(min(float(loss_sum) / tokens, 50.0))
                     bar.update(
                         info=f"epoch {epoch} train ppl {train_ppl:.2f}"
@@ -287,12 +294,16 @@ def train(
                     )
                 if "stop" in flag:
                     break
+            if not math.isfinite(float(loss_sum)):
+                flag["stop"] = "diverged"
             train_seconds = time.perf_counter() - epoch_began
             net.eval()
             valid_began = time.perf_counter()
             with autocast():
                 deadline = began + limits.seconds if limits.seconds else None
-                valid_nll = mean_nll(net, valid_data, start_id, deadline=deadline)
+                valid_nll, complete = mean_nll(net, valid_data, start_id, deadline=deadline)
+            if not math.isfinite(valid_nll):
+                flag["stop"] = "diverged"
             # the next validation will take about as long: keep it inside a time budget
             valid_seconds = time.perf_counter() - valid_began
             outcome.tokens += tokens
@@ -306,7 +317,11 @@ def train(
                 "lr": lr,
             }
             outcome.history.append(row)
-            if valid_nll < best:
+            if flag.get("stop") == "diverged":
+                break
+            # a validation cut short by the deadline measured another text: it may
+            # stand as the first estimate, never displace a complete one
+            if valid_nll < best and (complete or best_state is None):
                 best, stale = valid_nll, 0
                 best_state = copy.deepcopy(net.state_dict())
                 outcome.best_epoch = epoch
@@ -327,6 +342,11 @@ def train(
                 break
         else:
             flag.setdefault("stop", "epochs")
+    if best_state is None and flag.get("stop") == "diverged":
+        raise lmeval.LmevalError(
+            f"rnn training diverged in epoch {len(outcome.history)} (the loss is not finite); "
+            "lower lr or keep clip > 0"
+        )
     if best_state is not None:
         net.load_state_dict(best_state)
     net.eval()
