@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TypedDict
 
 from .errors import UsageError
 from .files import read_text
@@ -78,6 +79,18 @@ def split_text(
             "give more text or a larger train fraction"
         )
     return Corpus(name=name, train=train, valid=valid or None, test=test)
+
+
+class DataOptions(TypedDict, total=False):
+    """The keywords :func:`load_corpus` takes, which ``compare`` and ``train`` pass on."""
+
+    text: str | Path | None
+    train: str | Path | None
+    valid: str | Path | None
+    test: str | Path | None
+    dataset: str | None
+    split: tuple[float, float, float]
+    encoding: str
 
 
 def load_corpus(

@@ -15,11 +15,11 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from importlib import metadata
 from pathlib import Path
-from typing import Any
+from typing import Any, Unpack
 
 import numpy as np
 
-from .corpus import DEFAULT_SPLIT, Corpus, load_corpus
+from .corpus import Corpus, DataOptions, load_corpus
 from .errors import LmevalError, UsageError
 from .metrics import Scores, TextStats
 from .models import LanguageModel, ModelSpec, parse_spec, resolve_params
@@ -290,13 +290,6 @@ def compare(
     models: list[str] | None = None,
     *,
     corpus: Corpus | None = None,
-    text: str | Path | None = None,
-    train: str | Path | None = None,
-    valid: str | Path | None = None,
-    test: str | Path | None = None,
-    dataset: str | None = None,
-    split: tuple[float, float, float] = DEFAULT_SPLIT,
-    encoding: str = "utf-8",
     tokenizer: str = "char",
     lines: bool = True,
     min_freq: int = 1,
@@ -304,32 +297,21 @@ def compare(
     save_models: str | Path | None = None,
     plugins: list[str] | tuple[str, ...] = (),
     on_result=None,
+    **data: Unpack[DataOptions],
 ) -> Comparison:
     """Fit every model on the training text and score the test text.
 
     ``models`` are specs (``"ngram:order=5"``, ``"kn5=ngram:order=5"``); by
-    default every registered model's recommended spec. The data comes from
-    exactly one of ``corpus``, ``text`` (split by ``split``), ``train``/``test``
-    (``valid`` optional) or ``dataset`` (default: ``pydoc-topics``).
+    default every registered model's recommended spec. The data is ``corpus``,
+    or what :func:`lmeval.load_corpus` reads from the ``data`` keywords:
+    ``text`` (split by ``split``), ``train``/``test`` (``valid`` optional) or
+    ``dataset`` (default: ``pydoc-topics``), and ``encoding``.
     ``on_result(record)`` is called as each model finishes.
     """
     host = get_host(plugins)
     specs = [parse_spec(s) for s in (models or default_specs(host))]
     validate_specs(specs, host)  # before reading data: a typo in -m fails at once
-    corpus, tok = _setup(
-        host,
-        corpus,
-        tokenizer,
-        lines,
-        min_freq,
-        text=text,
-        train=train,
-        valid=valid,
-        test=test,
-        dataset=dataset,
-        split=split,
-        encoding=encoding,
-    )
+    corpus, tok = _setup(host, corpus, tokenizer, lines, min_freq, **data)
     prepared = prepare_models(specs, tok, seed=seed, host=host)
     save_dir = Path(save_models) if save_models is not None else None
     if save_dir is not None:
@@ -356,38 +338,19 @@ def train(
     spec: str,
     *,
     corpus: Corpus | None = None,
-    text: str | Path | None = None,
-    train: str | Path | None = None,
-    valid: str | Path | None = None,
-    test: str | Path | None = None,
-    dataset: str | None = None,
-    split: tuple[float, float, float] = DEFAULT_SPLIT,
-    encoding: str = "utf-8",
     tokenizer: str = "char",
     lines: bool = True,
     min_freq: int = 1,
     seed: int = 0,
     plugins: list[str] | tuple[str, ...] = (),
+    **data: Unpack[DataOptions],
 ) -> tuple[LanguageModel, Tokenizer]:
-    """One model fitted on the training text (data arguments as in :func:`compare`),
-    and the tokenizer that maps text to its ids."""
+    """One model fitted on the training text (data as in :func:`compare`), and the
+    tokenizer that maps text to its ids."""
     host = get_host(plugins)
     parsed = parse_spec(spec)
     validate_specs([parsed], host)
-    corpus, tok = _setup(
-        host,
-        corpus,
-        tokenizer,
-        lines,
-        min_freq,
-        text=text,
-        train=train,
-        valid=valid,
-        test=test,
-        dataset=dataset,
-        split=split,
-        encoding=encoding,
-    )
+    corpus, tok = _setup(host, corpus, tokenizer, lines, min_freq, **data)
     [(_, model, model_tok)] = prepare_models([parsed], tok, seed=seed, host=host)
     fit_model(model, model_tok, corpus, seed)
     return model, model_tok
@@ -403,6 +366,8 @@ def _setup(
 ) -> tuple[Corpus, Tokenizer]:
     """The corpus (loaded unless given) and a tokenizer fitted on its training text."""
     tok = make_tokenizer(tokenizer, lines=lines, min_freq=min_freq, host=host)
+    if corpus is not None and any(v is not None for v in data.values()):
+        raise UsageError("give a corpus or the data to read (text, train, dataset...), not both")
     if corpus is None:
         corpus = load_corpus(**data, datasets=host.datasets)
     tok.fit(corpus.train)
