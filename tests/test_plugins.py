@@ -225,3 +225,19 @@ def test_failing_metric_is_reported_not_fatal(write, small_text):
     record = lmeval.compare(["uniform"], text=small_text, plugins=[str(plugin)]).results[0]
     assert record["failing"] is None and record["perplexity"] > 1
     assert record["details"]["metric_errors"] == {"failing": "ZeroDivisionError: oops"}
+
+
+def test_builtin_plugins_use_only_the_public_api():
+    """The built-in plugins are written as a third party would write them."""
+    import re
+    from pathlib import Path
+
+    import lmeval
+
+    root = Path(__file__).resolve().parent.parent / "plugins"
+    used: set[str] = set()
+    for path in root.rglob("*.py"):
+        source = path.read_text(encoding="utf-8")
+        assert not re.search(r"^\s*(from lmeval[. ]|import lmeval\.)", source, re.M), path
+        used.update(re.findall(r"\blmeval\.([A-Za-z_]+)", source))
+    assert used and used <= set(lmeval.__all__), used - set(lmeval.__all__)
