@@ -2,9 +2,8 @@
 #   make compare   set up .venv and run `lmeval compare` on the built-in corpus
 #   make test      set up .venv and run the test suite (what CI runs)
 #   make bench     the benchmarks against KenLM, NLTK and d2l (reads ../shared/corpora)
-# TORCH picks the torch requirement installed first: the default pins the CPU
-# build this project is developed on; `make compare TORCH=torch` takes PyPI's
-# default (CUDA) build on a GPU machine.
+# TORCH is what pip installs first for torch (pip arguments): the default is the
+# version this project is developed and tested with.
 
 PYTHON ?= python3
 VENV ?= .venv
@@ -15,7 +14,7 @@ BIN := $(VENV)/bin
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check "$(TORCH)"
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check $(TORCH)
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[dev]'
 	touch $@
 
