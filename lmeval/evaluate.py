@@ -21,7 +21,7 @@ import numpy as np
 
 from .corpus import Corpus, DataOptions, load_corpus
 from .errors import LmevalError, UsageError
-from .metrics import Scores, TextStats
+from .metrics import BUILTIN_METRICS, Scores, TextStats
 from .models import LanguageModel, ModelSpec, parse_spec, resolve_params
 from .plugins import PluginHost, get_host
 from .tokenizers import Tokenizer, Vocabulary
@@ -34,27 +34,6 @@ POLICY = (
 STREAM_POLICY = (
     "the text is one sequence without end-of-line tokens (stream mode); the first token is "
     "predicted from an empty context; out-of-vocabulary tokens map to <unk> and count as OOVs"
-)
-
-#: Keys a plugin metric may not take (they hold the record's facts).
-RESERVED_KEYS = frozenset(
-    {
-        "label",
-        "spec",
-        "nll",
-        "tokens",
-        "chars",
-        "bytes",
-        "lines",
-        "oovs",
-        "fit_seconds",
-        "score_seconds",
-        "params",
-        "error",
-        "model",
-        "vocab_size",
-        "details",
-    }
 )
 
 #: Keys of every result record, in order (the scripting interface: keep stable).
@@ -76,6 +55,12 @@ RECORD_KEYS = (
     "score_seconds",
     "params",
 )
+
+#: Keys that records carry beside RECORD_KEYS (and ``error`` for a failed model).
+EXTRA_KEYS = ("model", "vocab_size", "details", "error")
+
+#: Keys a plugin metric may not take: they hold the record's facts.
+RESERVED_KEYS = frozenset(RECORD_KEYS + EXTRA_KEYS) - {m.name for m in BUILTIN_METRICS}
 
 
 class ContractViolation(LmevalError):

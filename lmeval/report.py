@@ -11,7 +11,7 @@ import json
 import math
 from typing import Any
 
-from .evaluate import RECORD_KEYS, Comparison, finite_or_none
+from .evaluate import EXTRA_KEYS, RECORD_KEYS, Comparison, finite_or_none
 
 FORMATS = ("table", "json", "csv", "markdown")
 
@@ -56,7 +56,7 @@ def fmt_value(value: Any, spec: str) -> str:
 
 def extra_metric_keys(comparison: Comparison) -> list[str]:
     """Keys of plugin metrics (not among the standard columns), in first-seen order."""
-    standard = set(RECORD_KEYS) | {"error", "model", "vocab_size", "details"}
+    standard = set(RECORD_KEYS + EXTRA_KEYS)
     seen: list[str] = []
     for record in comparison.results:
         for key, value in record.items():
