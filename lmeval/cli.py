@@ -56,23 +56,25 @@ class LmevalGroup(click.Group):
             code = exc.exit_code
         except click.Abort:
             _fail("aborted", 130)
+        except Exception as exc:
+            if debug:
+                raise
+            _fail(*_one_line(exc))
         except KeyboardInterrupt:
             if debug:
                 raise
             _fail("interrupted", 130)
-        except click.ClickException as exc:
-            if debug:
-                raise
-            _fail(exc.format_message().replace("\n", " "), exc.exit_code)
-        except LmevalError as exc:
-            if debug:
-                raise
-            _fail(str(exc), exc.exit_code)
-        except Exception as exc:  # a bug or an unexpected failure: still one line
-            if debug:
-                raise
-            _fail(f"{type(exc).__name__}: {exc} (rerun with --debug for the traceback)", 1)
         sys.exit(code if isinstance(code, int) else 0)
+
+
+def _one_line(exc: Exception) -> tuple[str, int]:
+    """The message and exit status of an error: 2 for a bad request, 1 for a failure."""
+    if isinstance(exc, click.ClickException):
+        return exc.format_message().replace("\n", " "), exc.exit_code
+    if isinstance(exc, LmevalError):
+        return str(exc), exc.exit_code
+    # a bug or an unexpected failure: still one line
+    return f"{type(exc).__name__}: {exc} (rerun with --debug for the traceback)", 1
 
 
 def _finite(value: float, name: str) -> float:

@@ -156,11 +156,11 @@ def prepare_models(
 
     A bad parameter, a missing model file, or a saved model that cannot be
     scored under this comparison's policy fails here, so no training is lost
-    to a typo in the last ``-m``.
+    to a typo in the last ``-m``. (Callers run :func:`validate_specs` earlier
+    still, before reading any data; it also refuses duplicate labels.)
     """
     host = host or get_host()
     assert tokenizer.vocab is not None, "tokenizer must be fitted"
-    validate_specs(specs, host)
     prepared = []
     for spec in specs:
         model = build_model(spec, tokenizer.vocab, seed=seed, host=host)
