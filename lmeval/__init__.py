@@ -1,28 +1,51 @@
 """lmeval: train, evaluate and compare language models by perplexity.
 
 The public API: everything a plugin or a script needs is importable from here.
+
+The core is laid out in layers; a module imports only from layers below its
+own, lazy imports inside functions included (``tests/test_layers.py`` parses
+every import and holds the code to this list)::
+
+    11  __init__ __main__               the public face
+    10  cli                             the command line
+     9  report testing                  tables; the plugin authors' kit
+     8  evaluate                        fit, score, verify, records
+     7  host                            the plugin host of one call
+     6  builtins                        lmeval's own registrations
+     5  saved                           .lmz archives, the saved model
+     4  plugins                         pluggy manager and registries
+     3  corpus records verify           splits; record keys; the checks
+     2  datasets metrics models         data sets; metrics; the model interface
+     1  files tokenizers                atomic writes; vocabularies
+     0  version errors hookspecs progressbars
 """
 
 from __future__ import annotations
 
 from .corpus import Corpus, load_corpus, split_text
 from .datasets import Dataset, RemoteText
-from .errors import LmevalError, UsageError
+from .errors import LmevalError, PluginWarning, UsageError
 from .evaluate import Comparison, build_model, compare, evaluate_model, train
 from .files import atomic_write, read_text
 from .hookspecs import hookimpl
+from .host import load_host
 from .metrics import Metric, Scores, TextStats
 from .models import LanguageModel, ModelSpec, Param, at_least, in_range, parse_spec, sample_id
-from .progress import progress
+from .plugins import PluginHost
+from .progressbars import progress, set_progress
+from .saved import load_model
 from .tokenizers import EOS, UNK, CharTokenizer, Tokenizer, Vocabulary, WordTokenizer
-
-__version__ = "0.1.0"
+from .verify import Verification, verify_model
+from .version import __version__
 
 __all__ = [
     "Comparison",
     "Corpus",
     "Dataset",
     "Metric",
+    "PluginHost",
+    "PluginWarning",
+    "Verification",
     "RemoteText",
     "Scores",
     "TextStats",
@@ -30,6 +53,8 @@ __all__ = [
     "compare",
     "evaluate_model",
     "load_corpus",
+    "load_host",
+    "load_model",
     "split_text",
     "train",
     "EOS",
@@ -52,4 +77,6 @@ __all__ = [
     "progress",
     "read_text",
     "sample_id",
+    "set_progress",
+    "verify_model",
 ]

@@ -12,17 +12,20 @@ import json
 import math
 import sys
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import click
 
-from . import __version__
 from .corpus import DEFAULT_SPLIT, parse_split
-from .errors import LmevalError, UsageError
+from .errors import LmevalError, UsageError, one_line
 from .files import check_writable
-from .plugins import get_host
+from .host import load_host
+from .plugins import PluginHost, using
 from .report import FORMATS
+from .verify import DEFAULT_POSITIONS
+from .version import __version__
 
 _PLUGIN_HELP = "Load a plugin from a .py file or module name (repeatable)."
 
@@ -39,19 +42,32 @@ def _scan_plugin_args(args: list[str]) -> list[str]:
     return found
 
 
+@dataclass(frozen=True)
+class Invocation:
+    """What every command gets (``@click.pass_obj``): this call's plugins and flags."""
+
+    host: PluginHost
+    debug: bool = False
+
+
 class LmevalGroup(click.Group):
     """Loads plugins first, then turns every error into one line."""
 
     def main(self, args=None, prog_name=None, complete_var=None, **extra: Any):  # type: ignore[override]
         args = list(sys.argv[1:] if args is None else args)
         debug = "--debug" in args
+        if not args:  # bare `lmeval`: the help, as `lmeval --help` prints it
+            args = ["--help"]
         try:
-            host = get_host(_scan_plugin_args(args))
+            host = load_host(_scan_plugin_args(args))
             host.register_commands(self)
             for warning in host.warnings:
                 click.echo(f"lmeval: warning: {warning}", err=True)
-            host.warnings.clear()
-            code = super().main(args, prog_name or "lmeval", complete_var, standalone_mode=False)
+            with using(host):
+                run = Invocation(host=host, debug=debug)
+                code = super().main(
+                    args, prog_name or "lmeval", complete_var, standalone_mode=False, obj=run
+                )
         except click.exceptions.Exit as exc:
             code = exc.exit_code
         except click.Abort:
@@ -59,7 +75,7 @@ class LmevalGroup(click.Group):
         except Exception as exc:
             if debug:
                 raise
-            _fail(*_one_line(exc))
+            _fail(*_error_line(exc))
         except KeyboardInterrupt:
             if debug:
                 raise
@@ -67,14 +83,14 @@ class LmevalGroup(click.Group):
         sys.exit(code if isinstance(code, int) else 0)
 
 
-def _one_line(exc: Exception) -> tuple[str, int]:
+def _error_line(exc: Exception) -> tuple[str, int]:
     """The message and exit status of an error: 2 for a bad request, 1 for a failure."""
     if isinstance(exc, click.ClickException):
         return exc.format_message().replace("\n", " "), exc.exit_code
     if isinstance(exc, LmevalError):
-        return str(exc), exc.exit_code
+        return one_line(exc), exc.exit_code
     # a bug or an unexpected failure: still one line
-    return f"{type(exc).__name__}: {exc} (rerun with --debug for the traceback)", 1
+    return f"{one_line(exc)} (rerun with --debug for the traceback)", 1
 
 
 def _finite(value: float, name: str) -> float:
@@ -234,14 +250,35 @@ def _data_kwargs(kw: dict[str, Any]) -> dict[str, Any]:
     metavar="DIR",
     help="Save every fitted model as DIR/LABEL.lmz (score later with -m saved:path=...).",
 )
+@click.option(
+    "--verify",
+    "verify_positions",
+    default=DEFAULT_POSITIONS,
+    show_default=True,
+    type=click.IntRange(min=1),
+    metavar="N",
+    help="Check each model's scores at N seeded positions before it is ranked: causal, "
+    "normalised, consistent with next_token_logprobs.",
+)
+@click.option(
+    "--no-verify",
+    is_flag=True,
+    help="Skip the checks (rows are then marked unverified; not recommended).",
+)
 @click.option("-q", "--quiet", is_flag=True, help="No progress bars.")
 @plugin_option
-def compare(models, fmt, output, save_models, quiet, **kw) -> None:
+@click.pass_obj
+def compare(
+    run: Invocation, models, fmt, output, save_models, verify_positions, no_verify, quiet, **kw
+) -> None:
     """Fit models on the training text and compare them on the test text.
 
     \b
     Every model is scored on the same predicted tokens; the table is sorted
-    by bits per character, which compares models across tokenizers. Columns:
+    by bits per character, which compares models across tokenizers. Before a
+    row is ranked its scores are verified (--verify): a model whose scores
+    look ahead or do not sum to 1 is a failed row with the reason.
+    Columns:
       ppl        perplexity, exp(nats/tok), per predicted token
       nats/tok   cross-entropy, mean -ln p per predicted token
       bits/char  total -log2 p over the characters of the test text
@@ -250,27 +287,32 @@ def compare(models, fmt, output, save_models, quiet, **kw) -> None:
     JSON output: {"results": [record, ...], "meta": {...}}; each record has
     label, spec, perplexity, cross_entropy, bits_per_char, bits_per_byte, nll,
     tokens, chars, bytes, lines, oovs, oov_rate, fit_seconds, score_seconds,
-    params (and error for a failed model). Infinite values are null in JSON.
+    params, verified, verify_error (and error for a failed model). Infinite
+    values are null in JSON. Exit status 1 when any row failed.
     """
     from .evaluate import compare as run_compare
-    from .progress import progress, set_enabled
+    from .evaluate import default_specs
+    from .progressbars import progress, set_progress
     from .report import render, render_table
 
     if output is not None:
         check_writable(output)
-    set_enabled(not quiet and sys.stderr.isatty())
+    set_progress(not quiet and sys.stderr.isatty())
     data = _data_kwargs(kw)
     specs = list(models) or None
-    from .evaluate import default_specs
-
-    total = len(specs) if specs else len(default_specs(get_host()))
+    total = len(specs) if specs else len(default_specs(run.host))
     with progress("compare", total=total) as bar:
         result = run_compare(
             specs,
             save_models=save_models,
+            verify=0 if no_verify else verify_positions,
+            host=run.host,
             on_result=lambda r: bar.update(advance=1, info=f"done: {r['label']}"),
             **data,
         )
+    if run.debug:
+        for label, text in result.tracebacks.items():
+            click.echo(f"lmeval: traceback of {label}:\n{text}", err=True)
     if fmt == "table" and output is None:
         render_table(result)
     elif fmt == "table":
@@ -327,26 +369,28 @@ def _emit(text: str, output: str | None) -> None:
 @data_options
 @click.option("-q", "--quiet", is_flag=True, help="No progress bars.")
 @plugin_option
-def generate(spec, load, prefix, length, temperature, quiet, **kw) -> None:
+@click.pass_obj
+def generate(run: Invocation, spec, load, prefix, length, temperature, quiet, **kw) -> None:
     """Sample text from a model trained on the data (or loaded with --load).
 
     The prefix is printed, then the sampled continuation.
     """
     from .evaluate import make_tokenizer, train
-    from .progress import set_enabled
+    from .progressbars import set_progress
 
-    set_enabled(not quiet and sys.stderr.isatty())
+    set_progress(not quiet and sys.stderr.isatty())
     data = _data_kwargs(kw)
     if load:
         from .saved import load_model
 
-        model, meta = load_model(Path(load))
-        tok = make_tokenizer(meta["tokenizer"], lines=model.vocab.eos is not None)
+        model, meta = load_model(Path(load), run.host.models)
+        lines = model.vocab.eos is not None
+        tok = make_tokenizer(meta["tokenizer"], lines=lines, host=run.host)
         tok.vocab = model.vocab
     elif spec is None:
         raise UsageError("give a model to train with -m SPEC, or a saved one with --load FILE")
     else:
-        model, tok = train(spec, **data)
+        model, tok = train(spec, host=run.host, **data)
     try:
         ids = model.generate(tok.encode_prefix(prefix), length, temperature, data["seed"])
     except NotImplementedError as exc:
@@ -354,12 +398,82 @@ def generate(spec, load, prefix, length, temperature, quiet, **kw) -> None:
     click.echo(tok.continue_text(prefix, ids))
 
 
+@cli.command("check")
+@click.argument("spec")
+@click.option(
+    "--text",
+    type=click.Path(dir_okay=False),
+    help="Fit and probe on this text (split 80/10/10); default: the first "
+    "400 lines of the built-in data set.",
+)
+@click.option(
+    "--tokenizer", default="char", show_default=True, help="The tokenizer to fit on the text."
+)
+@click.option("--stream", is_flag=True, help="One sequence, no end-of-line tokens.")
+@click.option(
+    "--positions",
+    default=32,
+    show_default=True,
+    type=click.IntRange(min=1),
+    help="Probes per check.",
+)
+@click.option(
+    "--seed",
+    default=0,
+    show_default=True,
+    type=click.IntRange(min=0),
+    help="Seed of the model and of the probed positions.",
+)
+@listing_format
+@plugin_option
+@click.pass_obj
+def check(run: Invocation, spec, text, tokenizer, stream, positions, seed, fmt) -> None:
+    """Check that a model keeps the contract: a pass/fail table of named checks.
+
+    \b
+    Fits SPEC on a small text, then checks its scores: causal (the future never
+    changes the past), normalised (every next-token distribution sums to 1),
+    consistent (score agrees with next_token_logprobs), finite and of the
+    right shape, the same under the same seed, the same after save and load;
+    and that bad parameter values are refused. Exit status 1 if any check
+    fails. The same checks from Python: lmeval.testing.check_model.
+    """
+    from .testing import check_model
+
+    report = check_model(
+        spec,
+        text,
+        tokenizer=tokenizer,
+        lines=not stream,
+        positions=positions,
+        seed=seed,
+        host=run.host,
+    )
+    rows = [{"name": c.name, "status": c.status, "detail": c.detail} for c in report.checks]
+    if fmt == "json":
+        click.echo(json.dumps(report.to_dict(), indent=2))
+    else:
+        colour = {"pass": "green", "fail": "red", "skip": "yellow", "n/a": "dim"}
+        verdict = "passed" if report.passed else "FAILED"
+        _print_rows(
+            rows,
+            fmt,
+            f"lmeval check {spec}: {verdict}",
+            ["check", "result", "detail"],
+            lambda r: [r["name"], f"[{colour[r['status']]}]{r['status']}[/]", r["detail"]],
+            lines=False,
+        )
+    if not report.passed:
+        sys.exit(1)
+
+
 @cli.command("models")
 @listing_format
 @plugin_option
-def list_models(fmt) -> None:
+@click.pass_obj
+def list_models(run: Invocation, fmt) -> None:
     """List the registered models and their parameters."""
-    host = get_host()
+    host = run.host
     rows = []
     for name, cls in host.models.items():
         rows.append(
@@ -398,9 +512,10 @@ def list_models(fmt) -> None:
 @cli.command("plugins")
 @listing_format
 @plugin_option
-def list_plugins(fmt) -> None:
+@click.pass_obj
+def list_plugins(run: Invocation, fmt) -> None:
     """List loaded plugins, where each came from and what it registers."""
-    host = get_host()
+    host = run.host
     rows = [
         {"name": p.name, "source": p.source, "registered": p.registered, "error": p.error}
         for p in host.plugins
@@ -416,9 +531,10 @@ def list_plugins(fmt) -> None:
 @cli.command("datasets")
 @listing_format
 @plugin_option
-def list_datasets(fmt) -> None:
+@click.pass_obj
+def list_datasets(run: Invocation, fmt) -> None:
     """List the data sets --dataset can select, their sizes and whether they are cached."""
-    host = get_host()
+    host = run.host
     rows = [
         {
             "name": name,
@@ -446,6 +562,7 @@ def _print_rows(
     title: str,
     headers: list[str],
     cells: Callable[[dict[str, Any]], list[str]],
+    lines: bool = True,
 ) -> None:
     """A listing as JSON (for scripts) or as a rich table of ``cells(row)``."""
     if fmt == "json":
@@ -454,7 +571,7 @@ def _print_rows(
     from rich.console import Console
     from rich.table import Table
 
-    table = Table(title=title, show_lines=True)
+    table = Table(title=title, show_lines=lines)
     for header in headers:
         table.add_column(header)
     for row in rows:

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TypedDict
 
+from .datasets import BUILTIN_DATASETS
 from .errors import UsageError
 from .files import read_text
 from .tokenizers import split_lines
@@ -105,7 +106,8 @@ def load_corpus(
     datasets=None,
 ) -> Corpus:
     """The corpus from exactly one source: ``text`` (split), ``train``+``test`` files,
-    or a registered ``dataset`` (split). ``datasets`` is the registry to look names up in."""
+    or a registered ``dataset`` (split). ``datasets`` is the registry to look names up in
+    (a plugin host's ``datasets``); without it only lmeval's own data sets are known."""
     if train is not None or test is not None:
         if text is not None or dataset is not None:
             raise UsageError("give either --train/--test files or --text/--dataset, not both")
@@ -127,11 +129,14 @@ def load_corpus(
     if text is not None:
         corpus = split_text(read_text(text, encoding), split, name=Path(text).name)
         return _with_sources(corpus, {"text": str(text)})
-    if datasets is None:
-        from .plugins import get_host
-
-        datasets = get_host().datasets
-    ds = datasets.get(dataset or "pydoc-topics")
+    name = dataset or "pydoc-topics"
+    if datasets is not None:
+        ds = datasets.get(name)
+    else:  # no registry given: lmeval's own data sets
+        known = {d.name: d for d in BUILTIN_DATASETS}
+        if name not in known:
+            raise UsageError(f"unknown dataset {name!r}; known: {', '.join(sorted(known))}")
+        ds = known[name]
     corpus = split_text(ds.load(), split, name=ds.name)
     return _with_sources(corpus, {"dataset": ds.name})
 

@@ -19,3 +19,19 @@ class UsageError(LmevalError):
     """The request itself is invalid (unknown name, bad value)."""
 
     exit_code = 2
+
+
+class PluginWarning(UserWarning):
+    """A plugin was skipped or is suspect (a name clash, a misspelt hook)."""
+
+
+def one_line(exc: BaseException) -> str:
+    """An exception as one line: an lmeval error's own message, else ``Type: first line``.
+
+    The one place where an exception becomes text for a person (a failed row, a
+    skipped plugin, the command line's error line).
+    """
+    if isinstance(exc, LmevalError):
+        return " ".join(str(exc).split("\n")).strip() or type(exc).__name__
+    text = [line for line in str(exc).strip().splitlines() if line.strip()]
+    return f"{type(exc).__name__}: {text[0].strip()}" if text else type(exc).__name__

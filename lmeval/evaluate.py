@@ -7,10 +7,12 @@ model's ``error`` in its record, never a crash of the whole comparison.
 
 from __future__ import annotations
 
-import math
 import platform
 import random
 import time
+import traceback
+import warnings
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from importlib import metadata
@@ -20,11 +22,16 @@ from typing import Any, Unpack
 import numpy as np
 
 from .corpus import Corpus, DataOptions, load_corpus
-from .errors import LmevalError, UsageError
-from .metrics import BUILTIN_METRICS, Scores, TextStats
+from .errors import LmevalError, PluginWarning, UsageError, one_line
+from .host import load_host
+from .metrics import Scores, TextStats
 from .models import LanguageModel, ModelSpec, parse_spec, resolve_params
-from .plugins import PluginHost, get_host
+from .plugins import PluginHost, using
+from .records import RECORD_KEYS
+from .saved import save_model
 from .tokenizers import Tokenizer, Vocabulary
+from .verify import DEFAULT_POSITIONS, SPAN, verify_model
+from .version import __version__
 
 POLICY = (
     "each line is a sequence: its end-of-line token is predicted and counted, its start is "
@@ -35,32 +42,6 @@ STREAM_POLICY = (
     "the text is one sequence without end-of-line tokens (stream mode); the first token is "
     "predicted from an empty context; out-of-vocabulary tokens map to <unk> and count as OOVs"
 )
-
-#: Keys of every result record, in order (the scripting interface: keep stable).
-RECORD_KEYS = (
-    "label",
-    "spec",
-    "perplexity",
-    "cross_entropy",
-    "bits_per_char",
-    "bits_per_byte",
-    "nll",
-    "tokens",
-    "chars",
-    "bytes",
-    "lines",
-    "oovs",
-    "oov_rate",
-    "fit_seconds",
-    "score_seconds",
-    "params",
-)
-
-#: Keys that records carry beside RECORD_KEYS (and ``error`` for a failed model).
-EXTRA_KEYS = ("model", "vocab_size", "details", "error")
-
-#: Keys a plugin metric may not take: they hold the record's facts.
-RESERVED_KEYS = frozenset(RECORD_KEYS + EXTRA_KEYS) - {m.name for m in BUILTIN_METRICS}
 
 
 class ContractViolation(LmevalError):
@@ -75,6 +56,8 @@ class Comparison:
     meta: dict[str, Any]
     #: Per-model scores (kept for metrics that need every token, not serialised).
     scores: dict[str, Scores] = field(default_factory=dict, repr=False)
+    #: The traceback of each failed row's exception, by label (``--debug`` shows them).
+    tracebacks: dict[str, str] = field(default_factory=dict, repr=False)
 
     def to_dict(self) -> dict[str, Any]:
         return {"results": self.results, "meta": self.meta}
@@ -97,10 +80,9 @@ def check_scores(logprobs: Any, expected: int) -> np.ndarray:
 
 
 def compute_metrics(
-    scores: Scores, host: PluginHost | None = None
+    scores: Scores, host: PluginHost
 ) -> tuple[dict[str, float | None], dict[str, str]]:
     """Every registered metric's value; a metric that fails gives ``None`` and an error."""
-    host = host or get_host()
     values: dict[str, float | None] = {}
     errors: dict[str, str] = {}
     for name, metric in host.metrics.items():
@@ -108,29 +90,37 @@ def compute_metrics(
             values[name] = float(metric.compute(scores))
         except Exception as exc:
             values[name] = None
-            errors[name] = _describe(exc)
+            errors[name] = one_line(exc)
     return values, errors
 
 
-def make_tokenizer(name: str, *, lines: bool = True, min_freq: int = 1, host=None) -> Tokenizer:
-    cls = (host or get_host()).tokenizers.get(name)
+def make_tokenizer(
+    name: str, *, lines: bool = True, min_freq: int = 1, host: PluginHost
+) -> Tokenizer:
+    cls = host.tokenizers.get(name)
     return cls(lines=lines, min_freq=min_freq)
 
 
 def build_model(
-    spec: ModelSpec | str, vocab: Vocabulary, seed: int | None = None, host=None
+    spec: ModelSpec | str,
+    vocab: Vocabulary,
+    seed: int | None = None,
+    host: PluginHost | None = None,
 ) -> LanguageModel:
     """Instantiate a registered model from a spec (typed, validated parameters).
 
     ``seed`` fills the model's ``seed`` parameter when it has one and the spec
-    does not set it, so ``--seed`` reaches every model.
+    does not set it, so ``--seed`` reaches every model. ``host`` holds the
+    registered models (default: a new host with the usual plugins).
     """
+    host = host or load_host()
     spec = parse_spec(spec) if isinstance(spec, str) else spec
-    cls = (host or get_host()).models.get(spec.name)
+    cls = host.models.get(spec.name)
     params: dict[str, Any] = dict(spec.params)
     if seed is not None and "seed" not in params and any(p.name == "seed" for p in cls.params):
         params["seed"] = seed
-    return cls(vocab, **params)
+    with using(host):
+        return cls(vocab, **params)
 
 
 def validate_specs(specs: list[ModelSpec], host: PluginHost) -> None:
@@ -150,7 +140,7 @@ def default_specs(host: PluginHost) -> list[str]:
 
 
 def prepare_models(
-    specs: list[ModelSpec], tokenizer: Tokenizer, *, seed: int = 0, host: PluginHost | None = None
+    specs: list[ModelSpec], tokenizer: Tokenizer, *, seed: int = 0, host: PluginHost
 ) -> list[tuple[ModelSpec, LanguageModel, Tokenizer]]:
     """Build every model, with the tokenizer it scores with, before any is trained.
 
@@ -159,7 +149,6 @@ def prepare_models(
     to a typo in the last ``-m``. (Callers run :func:`validate_specs` earlier
     still, before reading any data; it also refuses duplicate labels.)
     """
-    host = host or get_host()
     assert tokenizer.vocab is not None, "tokenizer must be fitted"
     prepared = []
     for spec in specs:
@@ -178,6 +167,10 @@ def fit_model(model: LanguageModel, tokenizer: Tokenizer, corpus: Corpus, seed: 
     return time.perf_counter() - start
 
 
+#: ``on_error(label, exc)``: told of every exception that fails a row (tracebacks).
+ErrorHook = Callable[[str, BaseException], None]
+
+
 def evaluate_model(
     model: LanguageModel,
     corpus: Corpus,
@@ -187,27 +180,47 @@ def evaluate_model(
     seed: int = 0,
     host: PluginHost | None = None,
     save_dir: Path | None = None,
+    verify_positions: int = DEFAULT_POSITIONS,
+    on_error: ErrorHook | None = None,
 ) -> tuple[dict[str, Any], Scores | None]:
-    """Fit ``model`` and score the test text: its result record and its scores.
+    """Fit ``model``, score the test text and verify the scores: its record and scores.
 
     ``tokenizer`` must use the model's vocabulary (see :func:`prepare_models`).
-    A failure of the model (an exception, a broken contract) ends up in
-    ``record["error"]`` and the scores are ``None``; usage errors propagate.
+    A failure of the model (an exception, even ``SystemExit``; a broken
+    contract; a failed verification) ends up in ``record["error"]`` and the
+    scores are ``None``; usage errors and Ctrl-C propagate. ``verify_positions``
+    probes (0: no verification, ``verified`` stays ``None``) decide
+    ``verified`` and ``verify_error``; see :mod:`lmeval.verify`.
     """
-    host = host or get_host()
+    host = host or load_host()
     spec = spec or parse_spec(model.name)
     record: dict[str, Any] = dict.fromkeys(RECORD_KEYS)
     record.update(label=spec.label, spec=spec.text)
+    details: dict[str, Any] = {}
     try:
-        record["fit_seconds"] = fit_model(model, tokenizer, corpus, seed)
-        test_ids = tokenizer.encode(corpus.test)
-        start = time.perf_counter()
-        logprobs = check_scores(model.score(test_ids), len(test_ids))
-        record["score_seconds"] = time.perf_counter() - start
+        with using(host):
+            record["fit_seconds"] = fit_model(model, tokenizer, corpus, seed)
+            test_ids = tokenizer.encode(corpus.test)
+            start = time.perf_counter()
+            logprobs = check_scores(model.score(test_ids), len(test_ids))
+            record["score_seconds"] = time.perf_counter() - start
+            if verify_positions > 0:
+                outcome = verify_model(
+                    model, test_ids, logprobs, positions=verify_positions, seed=seed
+                )
+                record["verified"] = outcome.verified
+                record["verify_error"] = outcome.error
+                details["verify_seconds"] = round(outcome.seconds, 4)
+                details["verify_checks"] = {c.name: c.detail for c in outcome.checks}
+                if outcome.failed is not None:
+                    raise ContractViolation(outcome.error or "verification failed")
     except (KeyboardInterrupt, UsageError):
         raise
-    except Exception as exc:  # a model's own failure: report it in its row
-        record["error"] = _describe(exc)
+    except BaseException as exc:  # a model's own failure (sys.exit too): report it in its row
+        record["error"] = one_line(exc)
+        record["details"] = details or None
+        if on_error is not None:
+            on_error(spec.label, exc)
         return record, None
     stats = TextStats.of(corpus.test, test_ids, model.vocab.unk_id, tokenizer.lines)
     scores = Scores(logprobs, stats)
@@ -222,19 +235,24 @@ def evaluate_model(
         oovs=stats.oovs,
         params=model.num_params,
         model=model.name,
+        yardstick=bool(getattr(model, "yardstick", False)),
         vocab_size=len(model.vocab),
-        details=dict(model.details()),
+        details={**dict(model.details()), **details},
     )
     if metric_errors:
         record["details"]["metric_errors"] = metric_errors
     if save_dir is not None:
-        from .saved import save_model
-
+        path = save_dir / f"{_safe_name(spec.label)}.lmz"
         try:
-            path = save_dir / f"{_safe_name(spec.label)}.lmz"
             save_model(model, path, spec.text, tokenizer.name)
         except NotImplementedError as exc:
             record["details"]["save_error"] = str(exc)
+        except (KeyboardInterrupt, UsageError):
+            raise
+        except Exception as exc:  # a full disk, a save() that raises: keep the row
+            record["details"]["save_error"] = f"not saved to {path}: {one_line(exc)}"
+            if on_error is not None:
+                on_error(spec.label, exc)
     return record, scores
 
 
@@ -255,13 +273,6 @@ def _tokenizer_for(model: LanguageModel, tokenizer: Tokenizer, host: PluginHost)
     return tok
 
 
-def _describe(exc: BaseException) -> str:
-    if isinstance(exc, LmevalError):
-        return str(exc)
-    text = str(exc).strip().splitlines()
-    return f"{type(exc).__name__}: {text[0]}" if text else type(exc).__name__
-
-
 def _safe_name(label: str) -> str:
     return "".join(c if c.isalnum() or c in "-_.=" else "_" for c in label)
 
@@ -269,6 +280,19 @@ def _safe_name(label: str) -> str:
 def _seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed % 2**32)
+
+
+def _host_for(host: PluginHost | None, plugins: Iterable[str]) -> PluginHost:
+    """The given host (plugins added to it), or a new one; its warnings go to
+    :mod:`warnings` when the caller did not load it (a script sees them)."""
+    if host is not None:
+        for item in plugins:
+            host.load_path_or_module(item, "plugins=")
+        return host
+    host = load_host(plugins)
+    for message in host.warnings:
+        warnings.warn(message, PluginWarning, stacklevel=3)
+    return host
 
 
 def compare(
@@ -281,19 +305,27 @@ def compare(
     seed: int = 0,
     save_models: str | Path | None = None,
     plugins: list[str] | tuple[str, ...] = (),
-    on_result=None,
+    verify: int = DEFAULT_POSITIONS,
+    host: PluginHost | None = None,
+    on_result: Callable[[dict[str, Any]], None] | None = None,
     **data: Unpack[DataOptions],
 ) -> Comparison:
-    """Fit every model on the training text and score the test text.
+    """Fit every model on the training text, score the test text, verify each row.
 
     ``models`` are specs (``"ngram:order=5"``, ``"kn5=ngram:order=5"``); by
     default every registered model's recommended spec. The data is ``corpus``,
     or what :func:`lmeval.load_corpus` reads from the ``data`` keywords:
     ``text`` (split by ``split``), ``train``/``test`` (``valid`` optional) or
     ``dataset`` (default: ``pydoc-topics``), and ``encoding``.
+    ``verify`` is the number of probed positions (0 turns verification off).
+    ``plugins`` (paths or module names) load into this call's own plugin host
+    (``host``, from :func:`lmeval.load_host`, to reuse one); a plugin that
+    fails to load is a :class:`PluginWarning` and is listed in the meta.
     ``on_result(record)`` is called as each model finishes.
     """
-    host = get_host(plugins)
+    if verify < 0:
+        raise UsageError(f"verify={verify}: give the number of positions to probe (0 = off)")
+    host = _host_for(host, plugins)
     specs = [parse_spec(s) for s in (models or default_specs(host))]
     validate_specs(specs, host)  # before reading data: a typo in -m fails at once
     corpus, tok = _setup(host, corpus, tokenizer, lines, min_freq, **data)
@@ -304,19 +336,30 @@ def compare(
             save_dir.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise LmevalError(f"cannot create --save-models folder {save_dir}: {exc}") from None
-    results: list[dict[str, Any]] = []
-    all_scores: dict[str, Scores] = {}
+    comparison = Comparison(results=[], meta={})
+
+    def remember(label: str, exc: BaseException) -> None:
+        comparison.tracebacks[label] = "".join(traceback.format_exception(exc))
+
     for spec, model, model_tok in prepared:
         record, scores = evaluate_model(
-            model, corpus, model_tok, spec=spec, seed=seed, host=host, save_dir=save_dir
+            model,
+            corpus,
+            model_tok,
+            spec=spec,
+            seed=seed,
+            host=host,
+            save_dir=save_dir,
+            verify_positions=verify,
+            on_error=remember,
         )
-        results.append(record)
+        comparison.results.append(record)
         if scores is not None:
-            all_scores[spec.label] = scores
+            comparison.scores[spec.label] = scores
         if on_result is not None:
             on_result(record)
-    meta = _meta(corpus, tok, seed, results)
-    return Comparison(results=results, meta=meta, scores=all_scores)
+    comparison.meta = _meta(corpus, tok, seed, comparison.results, host, verify)
+    return comparison
 
 
 def train(
@@ -328,16 +371,18 @@ def train(
     min_freq: int = 1,
     seed: int = 0,
     plugins: list[str] | tuple[str, ...] = (),
+    host: PluginHost | None = None,
     **data: Unpack[DataOptions],
 ) -> tuple[LanguageModel, Tokenizer]:
     """One model fitted on the training text (data as in :func:`compare`), and the
     tokenizer that maps text to its ids."""
-    host = get_host(plugins)
+    host = _host_for(host, plugins)
     parsed = parse_spec(spec)
     validate_specs([parsed], host)
     corpus, tok = _setup(host, corpus, tokenizer, lines, min_freq, **data)
     [(_, model, model_tok)] = prepare_models([parsed], tok, seed=seed, host=host)
-    fit_model(model, model_tok, corpus, seed)
+    with using(host):
+        fit_model(model, model_tok, corpus, seed)
     return model, model_tok
 
 
@@ -367,10 +412,13 @@ def _version(dist: str) -> str | None:
 
 
 def _meta(
-    corpus: Corpus, tok: Tokenizer, seed: int, results: list[dict[str, Any]]
+    corpus: Corpus,
+    tok: Tokenizer,
+    seed: int,
+    results: list[dict[str, Any]],
+    host: PluginHost,
+    verify_positions: int,
 ) -> dict[str, Any]:
-    from . import __version__
-
     devices = sorted({str(r["details"].get("device", "cpu")) for r in results if r.get("details")})
     return {
         "lmeval_version": __version__,
@@ -391,13 +439,16 @@ def _meta(
         "lines_mode": tok.lines,
         "vocab_size": len(tok.vocab),
         "policy": POLICY if tok.lines else STREAM_POLICY,
+        "verify": {"positions": verify_positions, "span": SPAN, "seed": seed},
+        "metrics": {
+            name: {
+                "description": m.description,
+                "fmt": m.fmt,
+                "higher_is_better": m.higher_is_better,
+            }
+            for name, m in host.metrics.items()
+        },
+        "plugin_warnings": list(host.warnings),
         "device": ", ".join(devices) or "cpu",
         "platform": platform.platform(),
     }
-
-
-def finite_or_none(value: Any) -> Any:
-    """JSON has no infinity: non-finite floats become ``None`` (documented)."""
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    return value

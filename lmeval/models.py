@@ -103,13 +103,15 @@ class LanguageModel(ABC):
     Subclasses declare ``name``, ``description`` and ``params`` and implement
     :meth:`fit` and :meth:`score`. The rest is optional.
 
-    Contract of :meth:`score` (the evaluator checks it for every model): for an
+    Contract of :meth:`score` (``lmeval compare`` verifies it for every row, see
+    :mod:`lmeval.verify`; ``lmeval check`` more thoroughly): for an
     int array ``ids`` it returns ``len(ids)`` float64 natural-log probabilities,
     ``out[i] = log p(ids[i] | ids[:i])``, never NaN, never above 0, ``-inf``
     only for an event the model gives probability zero. In line mode
     ``vocab.eos_id`` ends every line; what comes before a line's first token is
     the model's choice (the n-gram model restarts at a sentence start, an RNN
-    may carry its state), but it may only look at ``ids[:i]``.
+    may carry its state), but it may only look at ``ids[:i]``, and the
+    probabilities of all next tokens after ``ids[:i]`` sum to 1.
     """
 
     name: ClassVar[str]
@@ -118,6 +120,12 @@ class LanguageModel(ABC):
     #: The spec ``lmeval compare`` uses for this model when no ``-m`` is given
     #: (``None`` leaves the model out of the default comparison).
     recommended: ClassVar[str | None] = None
+    #: A baseline every row is measured against (the table marks it "yardstick").
+    yardstick: ClassVar[bool] = False
+    #: Absolute tolerance, in nats, between one log-probability computed two ways
+    #: (from a prefix, from :meth:`next_token_logprobs`): 1e-9 suits float64
+    #: arithmetic; float32 kernels (an RNN) need more. Verification uses it.
+    tolerance: ClassVar[float] = 1e-9
 
     def __init__(self, vocab: Vocabulary, **params: Any) -> None:
         self.vocab = vocab

@@ -1,41 +1,46 @@
-"""The plugin manager: where plugins come from and what they registered.
+"""The plugin host: a pluggy manager and the registries its hooks fill.
 
-Plugins load from three places, in this order:
+A :class:`PluginHost` belongs to one call (one ``lmeval`` command, one
+``lmeval.compare``): nothing process-wide is changed by loading a plugin, so a
+script that compares with ``plugins=[...]`` leaves the next call as it found it.
+:func:`lmeval.host.load_host` builds a host with the usual plugins; this module
+only knows how to add a plugin to one and what the plugin registered.
 
-1. the ``lmeval`` entry-point group (the built-in plugins register there too,
-   exactly as a third-party distribution does);
-2. the ``LMEVAL_PLUGINS`` environment variable: comma-separated module names or
-   paths to ``.py`` files;
-3. ``--plugin PATH.py`` on the command line.
-
-A plugin that fails to import or to register is reported in one warning line
-and left out; the others keep working. ``LMEVAL_LOAD_ENTRY_POINTS=0`` skips the
-entry points except lmeval's own (tests use it to keep installed third-party
-plugins out).
+A plugin that fails to import or to register is left out with one warning
+line in :attr:`PluginHost.warnings`; the others keep working.
 """
 
 from __future__ import annotations
 
+import contextvars
 import difflib
+import hashlib
 import importlib
 import importlib.util
-import os
+import inspect
 import sys
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
-from importlib import metadata
 from pathlib import Path
 from typing import Any, Generic, TypeVar
 
 import pluggy
 
 from . import hookspecs
-from .errors import UsageError
+from .datasets import Dataset
+from .errors import UsageError, one_line
+from .metrics import Metric
+from .models import LanguageModel
+from .records import RESERVED_KEYS
+from .tokenizers import Tokenizer
 
 T = TypeVar("T")
 
-BUILTIN_ENTRY_POINTS = ("uniform", "ngram", "rnn")
-_DIST_NAME = "lmeval"
+#: Every hook a plugin may implement (the functions declared in ``hookspecs``).
+HOOK_NAMES = tuple(
+    name for name, obj in vars(hookspecs).items() if callable(obj) and hasattr(obj, "lmeval_spec")
+)
 
 
 @dataclass
@@ -78,8 +83,11 @@ class Registry(Generic[T]):
     def __contains__(self, name: object) -> bool:
         return name in self._items
 
-    def __iter__(self):
+    def __iter__(self) -> Iterator[str]:
         return iter(sorted(self._items))
+
+    def __len__(self) -> int:
+        return len(self._items)
 
     def items(self) -> list[tuple[str, T]]:
         return [(name, self._items[name]) for name in self]
@@ -92,44 +100,52 @@ class PluginHost:
         self.pm = pluggy.PluginManager("lmeval")
         self.pm.add_hookspecs(hookspecs)
         self.plugins: list[PluginInfo] = []
+        #: One line per plugin problem (skipped plugin, name clash, unknown hook).
         self.warnings: list[str] = []
-        self.models: Registry[type] = Registry("model")
-        self.tokenizers: Registry[type] = Registry("tokenizer")
-        self.metrics: Registry[Any] = Registry("metric")
-        self.datasets: Registry[Any] = Registry("dataset")
+        self.models: Registry[type[LanguageModel]] = Registry("model")
+        self.tokenizers: Registry[type[Tokenizer]] = Registry("tokenizer")
+        self.metrics: Registry[Metric] = Registry("metric")
+        self.datasets: Registry[Dataset] = Registry("dataset")
         self._commands_added: set[str] = set()
+        self._file_sources: dict[Path, str] = {}
 
-    # -- loading -------------------------------------------------------------
+    # -- adding one plugin ---------------------------------------------------
 
     def add(self, plugin: object, name: str, source: str) -> None:
-        """Register a plugin object (module) and collect what it registers."""
+        """Register a plugin object (module) and collect what it registers.
+
+        All or nothing: a plugin whose hook raises leaves nothing registered.
+        """
         info = PluginInfo(name=name, source=source)
         self.plugins.append(info)
+        self._warn_about_hook_names(plugin, name)
         try:
             self.pm.register(plugin, name=name)
         except Exception as exc:  # a bad hookimpl signature, a duplicate name
-            self._fail(info, f"cannot be registered: {_one_line(exc)}")
+            self._fail(info, f"cannot be registered: {one_line(exc)}")
             return
         added: list[tuple[Registry[Any], str]] = []
         for hook, registry, key in self._collectors():
-            impls = [i for i in getattr(self.pm.hook, hook).get_hookimpls() if i.plugin is plugin]
-            for impl in impls:
-                names: list[str] = []
-                try:
-                    impl.function(
-                        register=lambda obj, r=registry, a=names: self._put(r, obj, name, a)
-                    )
-                except Exception as exc:
-                    # all or nothing: a plugin reported as skipped leaves nothing behind
-                    for reg, item in added + [(registry, n) for n in names]:
-                        reg.remove(item)
-                    info.registered.clear()
-                    self.pm.unregister(plugin)
-                    self._fail(info, f"failed in {hook}: {_one_line(exc)}")
-                    return
-                added.extend((registry, n) for n in names)
-                if names:
-                    info.registered.setdefault(key, []).extend(names)
+            names: list[str] = []
+            try:
+                self._only(plugin, hook)(
+                    register=lambda obj, r=registry, a=names: self._put(r, obj, name, a)
+                )
+            except Exception as exc:
+                for reg, item in added + [(registry, n) for n in names]:
+                    reg.remove(item)
+                info.registered.clear()
+                self.pm.unregister(plugin)
+                self._fail(info, f"failed in {hook}: {one_line(exc)}")
+                return
+            added.extend((registry, n) for n in names)
+            if names:
+                info.registered.setdefault(key, []).extend(names)
+
+    def _only(self, plugin: object, hook: str) -> pluggy.HookCaller:
+        """The hook, called through pluggy, on ``plugin``'s implementation alone."""
+        others = [p for p in self.pm.get_plugins() if p is not plugin]
+        return self.pm.subset_hook_caller(hook, remove_plugins=others)
 
     def _collectors(self) -> list[tuple[str, Registry[Any], str]]:
         return [
@@ -147,62 +163,98 @@ class PluginHost:
         registry.add(name, obj, plugin)
         added.append(name)
 
+    def _warn_about_hook_names(self, plugin: object, name: str) -> None:
+        """A misspelt hook registers nothing; say so instead of staying silent."""
+        for attr, value in inspect.getmembers(plugin, callable):
+            marked = hasattr(value, "lmeval_impl")
+            if attr in HOOK_NAMES:
+                if not marked:
+                    self.warnings.append(
+                        f"plugin {name!r}: {attr}() is not marked @lmeval.hookimpl; ignored"
+                    )
+                continue
+            hint = difflib.get_close_matches(attr, HOOK_NAMES, n=1)
+            if marked or (attr.startswith("register_") and hint):
+                tail = f"did you mean {hint[0]!r}?" if hint else f"hooks: {', '.join(HOOK_NAMES)}"
+                self.warnings.append(f"plugin {name!r}: {attr}() is not an lmeval hook; {tail}")
+
     def _fail(self, info: PluginInfo, message: str) -> None:
         info.error = message
         self.warnings.append(f"plugin {info.name!r} ({info.source}) {message}; skipped")
 
-    def load_entry_points(self, only_builtin: bool = False) -> None:
-        for ep in sorted(metadata.entry_points(group="lmeval"), key=lambda e: e.name):
-            dist = ep.dist.name if ep.dist is not None else "?"
-            if only_builtin and dist != _DIST_NAME:
-                continue
-            self._import_and_add(ep.name, f"entry point of {dist}", ep.load)
+    # -- where plugins come from ---------------------------------------------
+
+    def load_module(self, module_name: str, source: str, name: str | None = None) -> None:
+        """Import ``module_name`` and add it (once: a module already added is skipped)."""
+        self.load(name or module_name, source, lambda: importlib.import_module(module_name))
 
     def load_path_or_module(self, spec: str, source: str) -> None:
         """Load a plugin from a ``.py`` file path or an importable module name."""
         spec = spec.strip()
         if not spec:
             return
-        if spec.endswith(".py") or os.sep in spec or "/" in spec:
-            path = Path(spec)
-            self._import_and_add(path.stem, f"{source} {spec}", lambda: _import_file(path))
-        else:
-            self._import_and_add(spec, source, lambda: importlib.import_module(spec))
+        if not (spec.endswith(".py") or "/" in spec or "\\" in spec):
+            self.load_module(spec, source)
+            return
+        path = Path(spec)
+        resolved = path.resolve()
+        if resolved in self._file_sources:
+            return  # the same file named twice: load it once
+        self._file_sources[resolved] = spec
+        name = path.stem
+        taken = next((p for p in self.plugins if p.name == name), None)
+        if taken is not None:
+            self.warnings.append(
+                f"plugin file {spec} has the name of plugin {name!r} ({taken.source}); "
+                f"loaded as {spec!r}: rename the file to silence this"
+            )
+            name = spec
+        self.load(name, f"{source} {spec}", lambda: _import_file(path))
 
-    def _import_and_add(self, name: str, source: str, loader: Callable[[], object]) -> None:
-        if any(p.name == name for p in self.plugins):
-            return  # the same plugin named twice (entry point and --plugin): load once
+    def load(self, name: str, source: str, loader: Callable[[], object]) -> None:
+        """Add the plugin that ``loader()`` imports, under ``name``; an import failure
+        becomes a warning and a :class:`PluginInfo` with its ``error``."""
         try:
             plugin = loader()
-        except BaseException as exc:  # SystemExit and KeyboardInterrupt in a plugin, too
+        except BaseException as exc:  # SystemExit in a plugin, too
             if isinstance(exc, KeyboardInterrupt):
                 raise
             info = PluginInfo(name=name, source=source)
             self.plugins.append(info)
-            self._fail(info, f"failed to import: {_one_line(exc)}")
+            self._fail(info, f"failed to import: {one_line(exc)}")
             return
+        if self.pm.is_registered(plugin):
+            return  # the same module twice (an entry point and --plugin): load once
         self.add(plugin, name, source)
 
     def register_commands(self, cli: Any) -> None:
-        """Let plugins add their commands to ``cli`` (once per plugin)."""
-        for impl in self.pm.hook.register_commands.get_hookimpls():
-            if impl.plugin_name in self._commands_added:
+        """Let plugins add commands to ``cli`` (a click group), once per plugin.
+
+        A plugin may add commands but never replace one that is there: a
+        replaced command is put back, with a warning.
+        """
+        for plugin in self.pm.get_plugins():
+            plugin_name = self.pm.get_name(plugin) or "?"
+            if plugin_name in self._commands_added:
                 continue
-            self._commands_added.add(impl.plugin_name)
+            self._commands_added.add(plugin_name)
+            before = dict(cli.commands)
             try:
-                impl.function(cli=cli)
+                self._only(plugin, "register_commands")(cli=cli)
             except Exception as exc:
-                info = next((p for p in self.plugins if p.name == impl.plugin_name), None)
+                info = next((p for p in self.plugins if p.name == plugin_name), None)
                 if info is not None:
-                    self._fail(info, f"failed in register_commands: {_one_line(exc)}")
+                    self._fail(info, f"failed in register_commands: {one_line(exc)}")
+            for command, original in before.items():
+                if cli.commands.get(command) is not original:
+                    cli.commands[command] = original
+                    self.warnings.append(
+                        f"plugin {plugin_name!r} tried to replace the command {command!r}; "
+                        "kept the original: give the plugin's command another name"
+                    )
 
 
 def _validate(kind: str, obj: Any) -> None:
-    from .datasets import Dataset
-    from .metrics import Metric
-    from .models import LanguageModel
-    from .tokenizers import Tokenizer
-
     expected = {"model": LanguageModel, "tokenizer": Tokenizer}.get(kind)
     if expected is not None:
         if not (isinstance(obj, type) and issubclass(obj, expected)):
@@ -211,17 +263,15 @@ def _validate(kind: str, obj: Any) -> None:
     instance_of = {"metric": Metric, "dataset": Dataset}[kind]
     if not isinstance(obj, instance_of):
         raise TypeError(f"{kind} {obj!r} must be an instance of lmeval.{instance_of.__name__}")
-    if kind == "metric":
-        from .evaluate import RESERVED_KEYS
-
-        if obj.name in RESERVED_KEYS:
-            raise ValueError(f"metric name {obj.name!r} is taken by a result field")
+    if kind == "metric" and obj.name in RESERVED_KEYS:
+        raise ValueError(f"metric name {obj.name!r} is taken by a result field")
 
 
 def _import_file(path: Path) -> object:
     if not path.is_file():
         raise FileNotFoundError(f"no such file: {path}")
-    module_name = f"lmeval_local_plugin_{path.stem}"
+    digest = hashlib.sha1(str(path.resolve()).encode()).hexdigest()[:8]
+    module_name = f"lmeval_local_plugin_{path.stem}_{digest}"
     spec = importlib.util.spec_from_file_location(module_name, path)
     if spec is None or spec.loader is None:
         raise ImportError(f"cannot import {path}")
@@ -235,37 +285,27 @@ def _import_file(path: Path) -> object:
     return module
 
 
-def _one_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return f"{type(exc).__name__}: {text[0]}" if text else type(exc).__name__
+# -- the host of the call in progress ----------------------------------------
+
+_active: contextvars.ContextVar[PluginHost | None] = contextvars.ContextVar(
+    "lmeval_host", default=None
+)
 
 
-_host: PluginHost | None = None
+def active_host() -> PluginHost | None:
+    """The host of the comparison (or command) in progress, if any.
 
-
-def get_host(extra_plugins: Iterable[str] = ()) -> PluginHost:
-    """The process-wide plugin host, loaded on first use.
-
-    ``extra_plugins`` (paths or module names, as ``--plugin`` gives them) are
-    loaded in addition, also on an already loaded host.
+    A model that names other models (``saved`` finds the class of the model it
+    loads) looks them up here, so it sees the plugins of its own call.
     """
-    global _host
-    if _host is None:
-        from . import builtins
-
-        host = PluginHost()
-        host.add(builtins, "lmeval", "lmeval core")
-        only_builtin = os.environ.get("LMEVAL_LOAD_ENTRY_POINTS", "1") == "0"
-        host.load_entry_points(only_builtin=only_builtin)
-        for item in os.environ.get("LMEVAL_PLUGINS", "").split(","):
-            host.load_path_or_module(item, "LMEVAL_PLUGINS")
-        _host = host
-    for item in extra_plugins:
-        _host.load_path_or_module(item, "--plugin")
-    return _host
+    return _active.get()
 
 
-def reset_host() -> None:
-    """Forget the loaded plugins (tests; a fresh ``get_host`` loads them again)."""
-    global _host
-    _host = None
+@contextmanager
+def using(host: PluginHost) -> Iterator[PluginHost]:
+    """Make ``host`` the active host for the ``with`` block."""
+    token = _active.set(host)
+    try:
+        yield host
+    finally:
+        _active.reset(token)

@@ -11,7 +11,8 @@ import json
 import math
 from typing import Any
 
-from .evaluate import EXTRA_KEYS, RECORD_KEYS, Comparison, finite_or_none
+from .evaluate import Comparison
+from .records import EXTRA_KEYS, RECORD_KEYS, finite_or_none
 
 FORMATS = ("table", "json", "csv", "markdown")
 

@@ -20,15 +20,27 @@ import numpy as np
 from .errors import LmevalError
 from .files import atomic_write
 from .models import LanguageModel, Param
+from .plugins import Registry, active_host
 from .tokenizers import Vocabulary
+from .version import __version__
 
 FORMAT = "lmeval-model/1"
 
 
 def save_model(model: LanguageModel, path: Path, spec: str, tokenizer: str) -> None:
-    """Write ``model`` (fitted) as an ``.lmz`` archive at ``path``, atomically."""
-    from . import __version__
+    """Write ``model`` (fitted) as an ``.lmz`` archive at ``path``, atomically.
 
+    A model class that overrides ``save`` but not ``load`` is refused before
+    anything is written: its file could never be scored.
+    """
+    cls = type(model)
+    if cls.save is LanguageModel.save:
+        raise NotImplementedError(f"model {model.name!r} cannot be saved (it has no save())")
+    if getattr(cls.load, "__func__", None) is LanguageModel.load.__func__:
+        raise LmevalError(
+            f"model {model.name!r} has save() but no load(): a saved file could not be "
+            "read back, so it is not written (implement load())"
+        )
     meta = {
         "format": FORMAT,
         "model": model.name,
@@ -58,12 +70,23 @@ def read_meta(path: Path) -> dict[str, Any]:
     return meta
 
 
-def load_model(path: Path) -> tuple[LanguageModel, dict[str, Any]]:
-    """The model stored at ``path`` and the archive's metadata."""
-    from .plugins import get_host
+def load_model(
+    path: Path, models: Registry[type[LanguageModel]] | None = None
+) -> tuple[LanguageModel, dict[str, Any]]:
+    """The model stored at ``path`` and the archive's metadata.
 
+    ``models`` is the registry to find the model's class in; by default that
+    of the active plugin host (the comparison or command in progress).
+    """
     meta = read_meta(path)
-    cls = get_host().models.get(meta["model"])
+    if models is None:
+        host = active_host()
+        if host is None:
+            raise LmevalError(
+                "load_model needs the registered models: pass models=lmeval.load_host().models"
+            )
+        models = host.models
+    cls = models.get(meta["model"])
     with tempfile.TemporaryDirectory() as tmp, zipfile.ZipFile(path) as archive:
         payload = Path(archive.extract("model", tmp))
         try:
@@ -91,6 +114,8 @@ class Saved(LanguageModel):
         self.inner, self.meta = load_model(Path(self.config["path"]))
         self.vocab = self.inner.vocab
         self.tokenizer = self.meta["tokenizer"]
+        self.yardstick = self.inner.yardstick
+        self.tolerance = self.inner.tolerance
 
     def fit(self, train_ids: np.ndarray, valid_ids: np.ndarray | None = None) -> None:
         pass  # already fitted

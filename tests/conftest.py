@@ -26,16 +26,6 @@ def shared() -> Path:
     return SHARED
 
 
-@pytest.fixture(autouse=True)
-def fresh_plugins():
-    """Every test starts with only lmeval's own plugins loaded."""
-    from lmeval.plugins import reset_host
-
-    reset_host()
-    yield
-    reset_host()
-
-
 @pytest.fixture
 def write(tmp_path):
     """write(name, content) -> path of a new file in tmp_path (str: UTF-8, bytes: raw)."""

@@ -6,7 +6,7 @@ from click.testing import CliRunner
 
 from lmeval import hookspecs
 from lmeval.cli import cli
-from lmeval.evaluate import RECORD_KEYS
+from lmeval.records import RECORD_KEYS
 
 README = (Path(__file__).resolve().parent.parent / "README.md").read_text(encoding="utf-8")
 

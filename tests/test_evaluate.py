@@ -7,7 +7,6 @@ import pytest
 
 import lmeval
 from lmeval.evaluate import ContractViolation, check_scores
-from lmeval.plugins import get_host
 
 
 class Broken(lmeval.LanguageModel):
@@ -47,7 +46,7 @@ class Broken(lmeval.LanguageModel):
 
 @pytest.fixture
 def host():
-    host = get_host()
+    host = lmeval.load_host()
     host.models.add("broken", Broken, "test")
     return host
 
@@ -62,7 +61,7 @@ def host():
     ],
 )
 def test_contract_violations_become_the_models_error(host, small_text, mode, message):
-    result = lmeval.compare([f"broken:mode={mode}", "uniform"], text=small_text)
+    result = lmeval.compare([f"broken:mode={mode}", "uniform"], text=small_text, host=host)
     broken, uniform = result.results
     assert message in broken["error"] and broken["perplexity"] is None
     assert "error" not in uniform and uniform["perplexity"] > 1
@@ -71,7 +70,7 @@ def test_contract_violations_become_the_models_error(host, small_text, mode, mes
 def test_zero_probability_gives_infinite_perplexity_not_a_failure(host, small_text):
     from lmeval.report import render
 
-    result = lmeval.compare(["broken:mode=zero"], text=small_text)
+    result = lmeval.compare(["broken:mode=zero"], text=small_text, host=host, verify=0)
     record = result.results[0]
     assert "error" not in record and record["perplexity"] == math.inf
     assert record["bits_per_char"] == math.inf
@@ -80,8 +79,12 @@ def test_zero_probability_gives_infinite_perplexity_not_a_failure(host, small_te
 
 
 def test_compare_seed_reaches_models_that_declare_one(host, small_text):
-    seeded = lmeval.compare(["broken:mode=seed"], text=small_text, seed=2).results[0]
-    explicit = lmeval.compare(["broken:mode=seed,seed=5"], text=small_text, seed=2).results[0]
+    seeded = lmeval.compare(
+        ["broken:mode=seed"], text=small_text, seed=2, host=host, verify=0
+    ).results[0]
+    explicit = lmeval.compare(
+        ["broken:mode=seed,seed=5"], text=small_text, seed=2, host=host, verify=0
+    ).results[0]
     assert seeded["cross_entropy"] == pytest.approx(3.0)
     assert explicit["cross_entropy"] == pytest.approx(6.0)
 

@@ -11,7 +11,6 @@ from click.testing import CliRunner
 import lmeval
 from lmeval import hookspecs
 from lmeval.cli import cli
-from lmeval.plugins import get_host
 
 BIGRAM_PLUGIN = '''
 import numpy as np
@@ -62,7 +61,7 @@ def test_every_hook_is_documented():
 
 
 def test_builtin_models_come_from_entry_points():
-    host = get_host()
+    host = lmeval.load_host()
     assert host.models.plugin_of["uniform"] == "uniform"
     sources = {p.name: p.source for p in host.plugins}
     assert sources["uniform"] == "entry point of lmeval"
@@ -125,7 +124,7 @@ def test_plugin_that_raises_while_registering_is_skipped(write):
         "import lmeval\n@lmeval.hookimpl\ndef register_models(register):\n"
         "    raise ValueError('no models today')\n",
     )
-    host = get_host([str(bad)])
+    host = lmeval.load_host([str(bad)])
     assert "uniform" in host.models
     assert any("badreg" in w and "no models today" in w for w in host.warnings)
 
@@ -136,7 +135,7 @@ def test_registering_a_non_model_is_refused(write):
         "import lmeval\n@lmeval.hookimpl\ndef register_models(register):\n"
         "    class NotAModel:\n        name = 'x'\n    register(NotAModel)\n",
     )
-    host = get_host([str(bad)])
+    host = lmeval.load_host([str(bad)])
     assert any("must be a subclass of lmeval.LanguageModel" in w for w in host.warnings)
 
 
@@ -182,7 +181,7 @@ def test_plugin_metric_becomes_a_record_key(write, small_text):
 def test_loading_every_plugin_does_not_import_torch():
     """Heavy libraries load inside the code that needs them, so --help stays instant."""
     code = (
-        "import sys; from lmeval.plugins import get_host; host = get_host(); "
+        "import sys, lmeval; host = lmeval.load_host(); "
         "print(sorted(host.models), 'torch' in sys.modules)"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
@@ -196,7 +195,7 @@ def test_failed_plugin_leaves_nothing_registered(write):
         BIGRAM_PLUGIN
         + "\n@lmeval.hookimpl\ndef register_tokenizers(register):\n    raise ValueError('late')\n",
     )
-    host = get_host([str(partial)])
+    host = lmeval.load_host([str(partial)])
     assert "bigram" not in host.models
     assert any("partial" in w and "late" in w for w in host.warnings)
 
@@ -209,7 +208,7 @@ def test_metric_may_not_take_a_record_field(write):
         "    def compute(self, scores):\n        return 0.0\n"
         "@lmeval.hookimpl\ndef register_metrics(register):\n    register(Clash())\n",
     )
-    host = get_host([str(plugin)])
+    host = lmeval.load_host([str(plugin)])
     assert "error" not in host.metrics
     assert any("taken by a result field" in w for w in host.warnings)
 

@@ -227,6 +227,9 @@ class RNN(lmeval.LanguageModel):
     name = "rnn"
     description = "character RNN of d2l 8.4-8.6 (tanh cell, GRU, LSTM), truncated BPTT, torch"
     params = PARAMS
+    # float32 kernels: a prefix scored alone may differ from the whole text in the
+    # last digits (chunking changes the order of the sums)
+    tolerance = 1e-5
     # a bare `lmeval compare` should finish in about a minute
     recommended = "rnn:budget=60s"
 

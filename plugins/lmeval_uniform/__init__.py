@@ -19,6 +19,7 @@ class Uniform(lmeval.LanguageModel):
     name = "uniform"
     description = "p = 1/|V| for every token; perplexity equals the vocabulary size"
     recommended = "uniform"
+    yardstick = True
 
     def fit(self, train_ids: np.ndarray, valid_ids: np.ndarray | None = None) -> None:
         pass  # nothing to estimate

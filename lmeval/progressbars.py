@@ -2,7 +2,7 @@
 
 Models report progress through :func:`progress` and never draw anything
 themselves; the command line switches the display on, the Python API leaves it
-off, so a script or a test sees no output::
+off (:func:`set_progress` switches it), so a script or a test sees no output::
 
     with lmeval.progress("train rnn", total=epochs) as bar:
         for epoch in range(epochs):
@@ -18,8 +18,9 @@ from contextlib import contextmanager
 _enabled = False
 
 
-def set_enabled(enabled: bool) -> None:
-    """Show progress bars (the CLI does, when stderr is a terminal)."""
+def set_progress(enabled: bool) -> None:
+    """Show progress bars, or not (the CLI shows them when stderr is a terminal;
+    a script that turned them on turns them off with ``lmeval.set_progress(False)``)."""
     global _enabled
     _enabled = enabled
 

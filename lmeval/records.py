@@ -1,0 +1,48 @@
+"""The keys of a result record: the scripting interface, kept stable.
+
+Low in the layers so that the plugin host (which refuses a metric named like a
+record key) and the report (which lays the keys out) read the same lists
+without importing the evaluator.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from .metrics import BUILTIN_METRICS
+
+#: Keys of every result record, in order.
+RECORD_KEYS = (
+    "label",
+    "spec",
+    "perplexity",
+    "cross_entropy",
+    "bits_per_char",
+    "bits_per_byte",
+    "nll",
+    "tokens",
+    "chars",
+    "bytes",
+    "lines",
+    "oovs",
+    "oov_rate",
+    "fit_seconds",
+    "score_seconds",
+    "params",
+    "verified",
+    "verify_error",
+)
+
+#: Keys that records carry beside RECORD_KEYS (and ``error`` for a failed model).
+EXTRA_KEYS = ("model", "vocab_size", "yardstick", "details", "error")
+
+#: Keys a plugin metric may not take: they hold the record's facts.
+RESERVED_KEYS = frozenset(RECORD_KEYS + EXTRA_KEYS) - {m.name for m in BUILTIN_METRICS}
+
+
+def finite_or_none(value: Any) -> Any:
+    """JSON has no infinity: non-finite floats become ``None`` (documented)."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value

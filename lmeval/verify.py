@@ -1,0 +1,312 @@
+"""Checking that a model's scores are a normalised, causal distribution.
+
+A perplexity is worth exactly as much as the guarantee behind it: that
+``score(ids)[i]`` is ``log p(ids[i] | ids[:i])`` under a distribution over the
+vocabulary. Three properties are checked, each with the public API only:
+
+causality
+    ``score(ids[:m])`` equals ``score(ids)[:m]``: the future does not change
+    the past (a model that peeks at ``ids[i + 1]`` fails where it is cut off).
+normalisation
+    at a position ``i`` the probabilities of every possible next token sum to
+    1 within :data:`SUM_TOLERANCE`: from ``next_token_logprobs(ids[:i])`` when
+    the model has it, else by scoring ``ids[:i] + [v]`` for every ``v`` (a model
+    that peeks at ``ids[i]`` itself fails here: it is sure of every ``v``).
+consistency
+    ``score(ids)[i]`` equals ``next_token_logprobs(ids[:i])[ids[i]]`` (a score
+    that disagrees with the model's own distribution is not that distribution).
+
+Probes sit at seeded positions in the first :data:`SPAN` tokens, so their
+cost does not grow with the test text. A check that cannot run (a large
+vocabulary without ``next_token_logprobs``) is *skipped*, and a model with a
+skipped check is reported unverified, never silently trusted.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from .errors import one_line
+from .models import LanguageModel
+
+#: How far the probabilities of all next tokens may sum from 1 (absolute).
+SUM_TOLERANCE = 1e-6
+#: Probes lie in the first SPAN tokens of the text (cost independent of its length).
+SPAN = 2048
+#: Most sequences scored to check normalisation without ``next_token_logprobs``.
+SCORE_CALL_BUDGET = 20_000
+#: Positions probed by default (``lmeval compare --verify N``).
+DEFAULT_POSITIONS = 8
+
+PASS, FAIL, SKIP, NOT_APPLICABLE = "pass", "fail", "skip", "n/a"
+
+
+@dataclass(frozen=True)
+class Check:
+    """One named check and how it ended: ``pass``, ``fail``, ``skip`` (could not run)
+    or ``n/a`` (nothing to check: consistency without ``next_token_logprobs``)."""
+
+    name: str
+    status: str
+    detail: str = ""
+
+    @property
+    def passed(self) -> bool:
+        return self.status in (PASS, NOT_APPLICABLE)
+
+
+@dataclass(frozen=True)
+class Verification:
+    """The checks run on one model, and the seconds they took."""
+
+    checks: tuple[Check, ...]
+    seconds: float = 0.0
+
+    @property
+    def failed(self) -> Check | None:
+        return next((c for c in self.checks if c.status == FAIL), None)
+
+    @property
+    def verified(self) -> bool:
+        """True only when every check ran and passed."""
+        return all(c.passed for c in self.checks)
+
+    @property
+    def error(self) -> str | None:
+        """Why the model is not verified (the first failure, else the first skip)."""
+        for status in (FAIL, SKIP):
+            check = next((c for c in self.checks if c.status == status), None)
+            if check is not None:
+                return f"{check.name}: {check.detail}"
+        return None
+
+
+class _Broken(Exception):
+    """A check found a violation; its message is the one-line reason."""
+
+
+def tolerance(model: LanguageModel) -> float:
+    """The absolute tolerance (nats) for one log-probability computed two ways."""
+    return float(getattr(model, "tolerance", 1e-9))
+
+
+def probe_positions(n: int, count: int, seed: int = 0, span: int = SPAN) -> list[int]:
+    """``count`` distinct positions in ``[0, min(n, span))``: 0 first, the rest seeded."""
+    limit = min(n, span)
+    if limit <= 0 or count <= 0:
+        return []
+    rng = np.random.default_rng(seed)
+    rest = rng.choice(np.arange(1, limit), size=min(count - 1, limit - 1), replace=False)
+    return [0, *sorted(int(i) for i in rest)]
+
+
+def _as_logprobs(values: object, expected: int, what: str, tol: float) -> np.ndarray:
+    arr = np.asarray(values)
+    if arr.ndim != 1 or arr.shape[0] != expected:
+        raise _Broken(f"{what} returned shape {arr.shape}, expected ({expected},)")
+    try:
+        arr = arr.astype(np.float64)
+    except (TypeError, ValueError):
+        raise _Broken(f"{what} returned {arr.dtype} values, not numbers") from None
+    if np.isnan(arr).any():
+        raise _Broken(f"{what} returned NaN at index {int(np.argmax(np.isnan(arr)))}")
+    if (arr > tol).any():
+        i = int(np.argmax(arr > tol))
+        raise _Broken(f"{what} returned log p = {arr[i]:.4g} > 0 at index {i}")
+    return arr
+
+
+def _run(name: str, body) -> Check:
+    """Run one check; a violation or an exception of the model fails it."""
+    try:
+        detail = body()
+    except _Broken as exc:
+        return Check(name, FAIL, str(exc))
+    except NotImplementedError as exc:
+        return Check(name, SKIP, one_line(exc))
+    except Exception as exc:
+        return Check(name, FAIL, f"raised {one_line(exc)}")
+    if isinstance(detail, Check):
+        return detail
+    return Check(name, PASS, detail or "")
+
+
+def _differs(a: np.ndarray, b: np.ndarray, tol: float) -> int | None:
+    """The first index where ``a`` and ``b`` differ by more than ``tol`` (inf == inf)."""
+    with np.errstate(invalid="ignore"):  # inf - inf: equal infinities compare equal above
+        same = (a == b) | (np.abs(a - b) <= tol)
+    bad = np.flatnonzero(~same)
+    return int(bad[0]) if len(bad) else None
+
+
+def check_causality(
+    model: LanguageModel,
+    ids: np.ndarray,
+    prefixes: Sequence[int],
+    full: np.ndarray | None = None,
+    *,
+    change_future: bool = False,
+    seed: int = 0,
+) -> Check:
+    """``score(ids[:m]) == score(ids)[:m]`` for each ``m``; with ``change_future``,
+    also with the tokens after ``m`` replaced by others."""
+    tol = tolerance(model)
+    ids = np.asarray(ids, dtype=np.int64)
+    name = "causality (future changed)" if change_future else "causality"
+
+    def body() -> str:
+        whole = full if full is not None else _as_logprobs(model.score(ids), len(ids), "score", tol)
+        rng = np.random.default_rng(seed)
+        tested = [m for m in prefixes if 0 < m <= len(ids)]
+        for m in tested:
+            if change_future:
+                tail_len = min(len(ids) - m, 16) or 1
+                tail = rng.integers(0, len(model.vocab), size=tail_len)
+                if m < len(ids):
+                    tail[tail == ids[m : m + tail_len]] += 1
+                    tail %= len(model.vocab)
+                seq = np.concatenate([ids[:m], tail])
+                part = _as_logprobs(model.score(seq), len(seq), "score", tol)[:m]
+                reference = whole[:m] if m <= len(whole) else whole
+            else:
+                part = _as_logprobs(model.score(ids[:m]), m, "score", tol)
+                reference = whole[:m]
+            if (i := _differs(part, reference, tol)) is not None:
+                how = "changing the tokens after" if change_future else "cutting the text after"
+                raise _Broken(
+                    f"{how} token {m - 1} changes log p at token {i}: "
+                    f"{reference[i]:.6g} became {part[i]:.6g} (the model looks ahead)"
+                )
+        return f"{len(tested)} prefixes agree within {tol:g}"
+
+    return _run(name, body)
+
+
+def _sum_message(i: int, log_total: float) -> str:
+    total = float(np.exp(log_total)) if np.isfinite(log_total) else 0.0
+    return f"probabilities at token {i} sum to {total:.4g}, not 1"
+
+
+def _logsumexp(arr: np.ndarray) -> float:
+    top = float(np.max(arr))
+    if not np.isfinite(top):
+        return top
+    return top + float(np.log(np.sum(np.exp(arr - top))))
+
+
+def check_normalisation(
+    model: LanguageModel,
+    ids: np.ndarray,
+    positions: Sequence[int],
+    *,
+    use_score: bool = False,
+    budget: int = SCORE_CALL_BUDGET,
+) -> Check:
+    """At each position, the next-token probabilities sum to 1.
+
+    From ``next_token_logprobs`` unless the model lacks it or ``use_score``:
+    then from ``score(ids[:i] + [v])[i]`` for every ``v``, at as many
+    positions as ``budget`` scored sequences allow (the detail says how many).
+    """
+    tol = max(SUM_TOLERANCE, tolerance(model))
+    ids = np.asarray(ids, dtype=np.int64)
+    size = len(model.vocab)
+    name = "normalisation (from score)" if use_score else "normalisation"
+
+    def by_ntl() -> str:
+        for i in positions:
+            logp = _as_logprobs(
+                model.next_token_logprobs(ids[:i]), size, "next_token_logprobs", tol
+            )
+            log_total = _logsumexp(logp)
+            if not abs(log_total) <= tol:
+                raise _Broken(_sum_message(i, log_total))
+        return f"{len(positions)} positions sum to 1 within {tol:g}"
+
+    def by_score() -> str | Check:
+        fit = max(0, min(len(positions), budget // max(size, 1)))
+        if fit == 0:
+            return Check(
+                name,
+                SKIP,
+                f"a vocabulary of {size:,} tokens without next_token_logprobs is too large "
+                "to check by scoring every next token",
+            )
+        chosen = sorted(positions)[:fit]
+        for i in chosen:
+            logp = np.empty(size)
+            for v in range(size):
+                seq = np.append(ids[:i], v)
+                logp[v] = _as_logprobs(model.score(seq), i + 1, "score", tol)[i]
+            log_total = _logsumexp(logp)
+            if not abs(log_total) <= tol:
+                raise _Broken(_sum_message(i, log_total))
+        fewer = f" (of {len(positions)}: vocabulary {size:,})" if fit < len(positions) else ""
+        return f"{fit} positions{fewer} sum to 1 within {tol:g}, by scoring every next token"
+
+    def body() -> str | Check:
+        if use_score:
+            return by_score()
+        try:
+            return by_ntl()
+        except NotImplementedError:
+            return by_score()
+
+    return _run(name, body)
+
+
+def check_consistency(
+    model: LanguageModel, ids: np.ndarray, positions: Sequence[int], full: np.ndarray | None = None
+) -> Check:
+    """``score(ids)[i] == next_token_logprobs(ids[:i])[ids[i]]`` at each position."""
+    tol = tolerance(model)
+    ids = np.asarray(ids, dtype=np.int64)
+    size = len(model.vocab)
+
+    def body() -> str:
+        whole = full if full is not None else _as_logprobs(model.score(ids), len(ids), "score", tol)
+        for i in positions:
+            if i >= len(ids):
+                continue
+            try:
+                raw = model.next_token_logprobs(ids[:i])
+            except NotImplementedError:
+                return Check("consistency", NOT_APPLICABLE, "no next_token_logprobs to agree with")
+            logp = _as_logprobs(raw, size, "next_token_logprobs", tol)
+            expected = logp[ids[i]]
+            if _differs(np.array([whole[i]]), np.array([expected]), tol) is not None:
+                raise _Broken(
+                    f"score gives log p = {whole[i]:.6g} at token {i} but "
+                    f"next_token_logprobs gives {expected:.6g}"
+                )
+        return f"{len(positions)} positions agree within {tol:g}"
+
+    return _run("consistency", body)
+
+
+def verify_model(
+    model: LanguageModel,
+    ids: np.ndarray,
+    full: np.ndarray | None = None,
+    *,
+    positions: int = DEFAULT_POSITIONS,
+    seed: int = 0,
+) -> Verification:
+    """The three checks at ``positions`` seeded probes of ``ids`` (``full``: its scores).
+
+    What ``lmeval compare`` runs on every row before it is ranked.
+    """
+    start = time.perf_counter()
+    ids = np.asarray(ids, dtype=np.int64)
+    probes = probe_positions(len(ids), positions, seed)
+    prefixes = [i + 1 for i in probes[-3:]]
+    checks = (
+        check_causality(model, ids, prefixes, full),
+        check_normalisation(model, ids, probes),
+        check_consistency(model, ids, probes, full),
+    )
+    return Verification(checks, time.perf_counter() - start)
