@@ -87,6 +87,7 @@ def _ratio(numerator: float, denominator: int) -> float:
 class Perplexity(Metric):
     name = "perplexity"
     description = "exp(cross-entropy): the effective number of equally likely next tokens"
+    fmt = ".3f"
 
     def compute(self, scores: Scores) -> float:
         ce = _ratio(scores.nll, scores.stats.tokens)

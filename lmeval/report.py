@@ -16,18 +16,48 @@ from .records import EXTRA_KEYS, RECORD_KEYS, finite_or_none
 
 FORMATS = ("table", "json", "csv", "markdown")
 
-# (record key, header, format); the order of the table's columns.
-_COLUMNS: tuple[tuple[str, str, str], ...] = (
-    ("perplexity", "ppl ↓", ".3f"),
-    ("cross_entropy", "nats/tok ↓", ".4f"),
-    ("bits_per_char", "bits/char ↓", ".4f"),
-    ("bits_per_byte", "bits/byte ↓", ".4f"),
+# (record key, header, format) of the columns that are not metrics, and where the
+# metrics go: a metric's header arrow and format come from its Metric (the meta).
+_METRIC_COLUMNS = (
+    ("perplexity", "ppl"),
+    ("cross_entropy", "nats/tok"),
+    ("bits_per_char", "bits/char"),
+    ("bits_per_byte", "bits/byte"),
+)
+_OTHER_COLUMNS: tuple[tuple[str, str, str], ...] = (
     ("tokens", "tokens", ",d"),
     ("oov_rate", "OOV", ".2%"),
     ("params", "params", ",d"),
     ("fit_seconds", "fit s", ".2f"),
     ("score_seconds", "score s", ".2f"),
 )
+#: Formats of the standard metrics when a comparison's meta does not say (older JSON).
+_DEFAULT_FORMATS = {"perplexity": ".3f", "cross_entropy": ".4f"}
+
+
+def columns(comparison: Comparison) -> list[tuple[str, str, str]]:
+    """``(key, header, format)`` of every column: the standard metrics, the counts,
+    then plugin metrics; a metric's arrow (↑ or ↓) and format are its own."""
+    info = comparison.meta.get("metrics", {})
+
+    def metric(key: str, header: str) -> tuple[str, str, str]:
+        spec = info.get(key, {})
+        arrow = "↑" if spec.get("higher_is_better") else "↓"
+        return key, f"{header} {arrow}", spec.get("fmt", _DEFAULT_FORMATS.get(key, ".4f"))
+
+    standard = [metric(key, header) for key, header in _METRIC_COLUMNS]
+    extra = [metric(key, key) for key in extra_metric_keys(comparison)]
+    return [*standard, *_OTHER_COLUMNS, *extra]
+
+
+def row_label(record: dict[str, Any]) -> str:
+    """The row's name in a table: its label, and what kind of row it is."""
+    label = record["label"]
+    if record.get("yardstick"):
+        label += " (yardstick)"
+    if record.get("verified") is False and not record.get("error"):
+        label += " (unverified)"
+    return label
 
 
 def sort_key(record: dict[str, Any]) -> tuple[int, float]:
@@ -69,9 +99,18 @@ def extra_metric_keys(comparison: Comparison) -> list[str]:
 def caption(meta: dict[str, Any]) -> str:
     lines = meta.get("split_lines", {})
     split = ", ".join(f"{k} {v:,} lines" for k, v in lines.items())
+    verify = meta.get("verify", {}).get("positions")
+    checked = (
+        "verification off (--no-verify)"
+        if verify == 0
+        else f"every row verified at {verify} positions"
+        if verify
+        else ""
+    )
     return (
         f"{meta['dataset']} ({split}); tokenizer {meta['tokenizer']}, "
         f"vocabulary {meta['vocab_size']:,}; seed {meta['seed']}"
+        + (f"; {checked}" if checked else "")
     )
 
 
@@ -117,33 +156,33 @@ def render_table(comparison: Comparison, console=None) -> None:
         console = Console()
         if not console.is_terminal:
             console = Console(width=max(console.width, 150))
-    columns = [*_COLUMNS, *((k, k, ".4f") for k in extra_metric_keys(comparison))]
+    cols = columns(comparison)
     records = ordered(comparison)
     best = next((r for r in records if not r.get("error")), None)
     rows = []
     for record in records:
-        label = record["label"]
-        if record.get("model") == "uniform":
-            label += " (yardstick)"
+        label = row_label(record)
         if record.get("error"):
-            rows.append((label, ["failed"] + [""] * (len(columns) - 1)))
+            rows.append((label, ["failed"] + [""] * (len(cols) - 1)))
         else:
-            rows.append((label, [fmt_value(record.get(k), f) for k, _, f in columns]))
-    keep = _fit_columns(columns, rows, console.width)
+            rows.append((label, [fmt_value(record.get(k), f) for k, _, f in cols]))
+    keep = _fit_columns(cols, rows, console.width)
     table = Table(title="lmeval compare", caption=caption(comparison.meta), caption_justify="left")
     table.add_column("model", style="bold", no_wrap=True)
     for i in keep:
-        table.add_column(columns[i][1], justify="right", no_wrap=True)
+        table.add_column(cols[i][1], justify="right", no_wrap=True)
     for record, (label, cells) in zip(records, rows, strict=True):
         style = "green" if record is best else None
-        if record.get("model") == "uniform":
+        if record.get("yardstick"):
             style = "dim"
+        if record.get("verified") is False:
+            style = "yellow"
         if record.get("error"):
             style = "red"
         table.add_row(label, *(cells[i] for i in keep), style=style)
     console.print(table)
-    if len(keep) < len(columns):
-        hidden = ", ".join(columns[i][1] for i in range(len(columns)) if i not in keep)
+    if len(keep) < len(cols):
+        hidden = ", ".join(cols[i][1] for i in range(len(cols)) if i not in keep)
         console.print(f"[dim]Not shown for lack of width: {hidden} (see --format json).[/]")
     console.print(f"[dim]Predicted tokens: {comparison.meta['policy']}.[/]")
     console.print(
@@ -153,7 +192,11 @@ def render_table(comparison: Comparison, console=None) -> None:
     for record in comparison.results:
         if record.get("error"):
             console.print(f"[red]error[/] {record['label']}: {record['error']}")
+        elif record.get("verified") is False:
+            console.print(f"[yellow]unverified[/] {record['label']}: {record['verify_error']}")
         details = record.get("details") or {}
+        if details.get("save_error"):
+            console.print(f"[yellow]not saved[/] {record['label']}: {details['save_error']}")
         for note in details.get("notes", []):
             console.print(f"[yellow]note[/] {record['label']}: {note}")
         history = details.get("history")
@@ -216,15 +259,15 @@ def to_csv(comparison: Comparison) -> str:
 
 
 def to_markdown(comparison: Comparison) -> str:
-    columns = [*_COLUMNS, *((k, k, ".4f") for k in extra_metric_keys(comparison))]
-    headers = ["model", *(h for _, h, _ in columns)]
-    out = ["| " + " | ".join(headers) + " |", "|" + "---|" + "---:|" * len(columns)]
+    cols = columns(comparison)
+    headers = ["model", *(h for _, h, _ in cols)]
+    out = ["| " + " | ".join(headers) + " |", "|" + "---|" + "---:|" * len(cols)]
     for record in ordered(comparison):
         if record.get("error"):
-            cells = [f"error: {record['error']}"] + [""] * (len(columns) - 1)
+            cells = [f"error: {record['error']}"] + [""] * (len(cols) - 1)
         else:
-            cells = [fmt_value(record.get(k), f) for k, _, f in columns]
-        row = [record["label"], *cells]
+            cells = [fmt_value(record.get(k), f) for k, _, f in cols]
+        row = [row_label(record), *cells]
         out.append("| " + " | ".join(c.replace("|", "\\|") for c in row) + " |")
     out.append("")
     out.append(f"{caption(comparison.meta)}. Predicted tokens: {comparison.meta['policy']}.")

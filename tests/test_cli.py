@@ -87,7 +87,7 @@ def test_csv_and_markdown(small_text):
     rows = list(csv.DictReader(io.StringIO(out.stdout)))
     assert rows[0]["label"] == "uniform" and float(rows[0]["perplexity"]) > 1
     md = run("compare", "-m", "uniform", "--text", str(small_text), "--format", "markdown")
-    assert md.stdout.startswith("| model | ppl ↓") and "| uniform |" in md.stdout
+    assert md.stdout.startswith("| model | ppl ↓") and "| uniform (yardstick) |" in md.stdout
 
 
 def test_output_is_written_atomically(small_text, tmp_path):
