@@ -32,7 +32,7 @@ from .host import load_host
 from .metrics import Metric, Scores, TextStats
 from .models import LanguageModel, ModelSpec, Param, at_least, in_range, parse_spec, sample_id
 from .plugins import PluginHost
-from .progressbars import progress, set_progress
+from .progressbars import progress, progress_enabled, set_progress
 from .saved import load_model
 from .tokenizers import EOS, UNK, CharTokenizer, Tokenizer, Vocabulary, WordTokenizer
 from .verify import Verification, verify_model
@@ -75,6 +75,7 @@ __all__ = [
     "in_range",
     "parse_spec",
     "progress",
+    "progress_enabled",
     "read_text",
     "sample_id",
     "set_progress",

@@ -72,5 +72,8 @@ def register_commands(cli: Any) -> None:
     """Add commands to the ``lmeval`` command line.
 
     :param cli: the root :class:`click.Group`; decorate new commands with
-        ``@cli.command()``.
+        ``@cli.command()``. A command may not replace one that exists (it is put
+        back, with a warning). Inside a command,
+        ``click.get_current_context().obj.host`` is the plugin host of the call
+        (its ``models``, ``tokenizers``, ``metrics`` and ``datasets`` registries).
     """

@@ -25,6 +25,11 @@ def set_progress(enabled: bool) -> None:
     _enabled = enabled
 
 
+def progress_enabled() -> bool:
+    """Whether bars are shown (a model may skip computing what only a bar would show)."""
+    return _enabled
+
+
 class ProgressTask:
     """Handle to one bar; every method is a no-op when display is off."""
 

@@ -98,3 +98,61 @@ def test_check_scores_accepts_tiny_positive_rounding():
     assert check_scores([-1.0, 1e-15], 2).tolist() == [-1.0, 0.0]
     with pytest.raises(ContractViolation, match="log p = inf > 0"):
         check_scores([np.inf], 1)
+
+
+class Saving(lmeval.LanguageModel):
+    """Uniform, with a save() that fails in the way ``mode`` says."""
+
+    name = "saving"
+    params = (lmeval.Param("mode", str, "raise", "how saving fails", ("raise", "no-load")),)
+
+    def fit(self, train_ids, valid_ids=None):
+        pass
+
+    def score(self, ids):
+        return np.full(len(ids), -math.log(len(self.vocab)))
+
+    def next_token_logprobs(self, context_ids):
+        return np.full(len(self.vocab), -math.log(len(self.vocab)))
+
+    def save(self, path):
+        if self.config["mode"] == "raise":
+            raise OSError(28, "No space left on device")
+        path.write_text("{}")
+
+    @classmethod
+    def load(cls, path):
+        raise AssertionError("never reached: saving fails first")
+
+
+class SaveOnly(Saving):
+    name = "save-only"
+    load = lmeval.LanguageModel.load
+
+
+@pytest.fixture
+def saving_host():
+    host = lmeval.load_host()
+    host.models.add("saving", Saving, "test")
+    host.models.add("save-only", SaveOnly, "test")
+    return host
+
+
+def test_a_failed_save_is_the_rows_save_error_and_the_rest_go_on(saving_host, small_text, tmp_path):
+    folder = tmp_path / "models"
+    result = lmeval.compare(
+        ["saving", "uniform"], text=small_text, host=saving_host, save_models=folder
+    )
+    saving, uniform = result.results
+    assert "error" not in saving and saving["perplexity"] > 1
+    assert "No space left on device" in saving["details"]["save_error"]
+    assert sorted(p.name for p in folder.iterdir()) == ["uniform.lmz"]  # no temporary left
+    assert "saving" in result.tracebacks
+
+
+def test_a_model_with_save_but_no_load_is_refused_when_saving(saving_host, small_text, tmp_path):
+    folder = tmp_path / "models"
+    result = lmeval.compare(["save-only"], text=small_text, host=saving_host, save_models=folder)
+    record = result.results[0]
+    assert "has save() but no load()" in record["details"]["save_error"]
+    assert list(folder.iterdir()) == []  # nothing written that could never be read
