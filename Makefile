@@ -31,6 +31,7 @@ bench: $(VENV)/.installed
 	$(BIN)/python benchmarks/ngram_vs_peers.py
 	$(BIN)/python benchmarks/rnn_throughput.py
 	$(BIN)/python benchmarks/rnn_quality.py
+	$(BIN)/python benchmarks/verify_cost.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .ruff_cache

@@ -52,10 +52,13 @@ class Tables:
         ``ctx`` is -1 where the context itself is absent (its key is then negative
         and matches nothing).
         """
-        index = self._cache.get(n)
-        if index is None or index.keys is not self.keys[n - 1]:
+        # keyed by the keys array itself: an index may hold a copy (a hash index
+        # does), so comparing the index's keys would miss and rebuild every call
+        cached = self._cache.get(n)
+        if cached is None or cached[0] is not self.keys[n - 1]:
             key_range = len(self.keys[n - 2]) * self.radix
-            index = self._cache[n] = index_for(self.keys[n - 1], key_range)
+            cached = self._cache[n] = (self.keys[n - 1], index_for(self.keys[n - 1], key_range))
+        index = cached[1]
         query = np.asarray(ctx, dtype=np.int64) * self.radix  # ranks may come as int32
         query += tok
         return index.find(query)
