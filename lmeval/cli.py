@@ -137,6 +137,7 @@ def cli() -> None:
       lmeval compare                              every built-in model, built-in text
       lmeval compare -m ngram:order=3 -m uniform --text book.txt
       lmeval models                               models and their parameters
+      lmeval check ngram:order=3                  does a model keep the contract?
     """
 
 

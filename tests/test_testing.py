@@ -163,3 +163,26 @@ def test_lmeval_check_of_an_unknown_model_is_one_line():
     result = CliRunner().invoke(cli, ["check", "ngramm"])
     assert result.exit_code == 2
     assert "unknown model 'ngramm'; did you mean 'ngram'?" in result.stderr
+
+
+def readme_bigram() -> str:
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text(encoding="utf-8")
+    return readme.split("```python\n# bigram.py\n", 1)[1].split("```", 1)[0]
+
+
+def test_the_readme_bigram_passes_and_its_off_by_one_fails(write):
+    """The README's plugin keeps the contract; the one-character slip the issue found does not."""
+    source = readme_bigram()
+    honest = write("readme_bigram.py", source)
+    assert_model_ok("bigram:k=0.5", plugins=[str(honest)])
+    slip = source.replace("prev = np.concatenate([[len(self.vocab)], ids[:-1]])", "prev = ids")
+    assert slip != source
+    broken = write("slipped_bigram.py", slip)
+    report = check_model("bigram", plugins=[str(broken)])
+    assert report["normalisation"].status == "fail"
+    result = CliRunner().invoke(
+        cli,
+        ["compare", "--plugin", str(broken), "-m", "bigram", "-m", "uniform", "--format", "json"],
+    )
+    rows = {r["label"]: r for r in json.loads(result.stdout)["results"]}
+    assert result.exit_code == 1 and rows["bigram"]["verified"] is False
