@@ -177,3 +177,14 @@ def test_a_mid_sized_vocabulary_is_checked_at_fewer_positions_and_says_so(tmp_pa
 def test_negative_verify_is_a_usage_error(text):
     with pytest.raises(lmeval.UsageError, match="verify=-1"):
         lmeval.compare(["uniform"], text=text, verify=-1)
+
+
+def test_verify_n_on_the_command_line(text):
+    result = CliRunner().invoke(
+        cli, ["compare", "-m", "uniform", "--verify", "3", "--text", str(text), "--format", "json"]
+    )
+    data = json.loads(result.stdout)
+    assert data["meta"]["verify"]["positions"] == 3
+    assert data["results"][0]["verified"] is True
+    bad = CliRunner().invoke(cli, ["compare", "-m", "uniform", "--verify", "0"])
+    assert bad.exit_code == 2 and "--verify" in bad.stderr
