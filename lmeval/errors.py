@@ -25,13 +25,17 @@ class PluginWarning(UserWarning):
     """A plugin was skipped or is suspect (a name clash, a misspelt hook)."""
 
 
-def one_line(exc: BaseException) -> str:
-    """An exception as one line: an lmeval error's own message, else ``Type: first line``.
+def one_line(exc: BaseException, limit: int = 300) -> str:
+    """An exception as one line: an lmeval error's own message, else ``Type: message``.
 
     The one place where an exception becomes text for a person (a failed row, a
-    skipped plugin, the command line's error line).
+    skipped plugin, the command line's error line). A message of several lines
+    (pluggy names the bad argument on its third) is joined with "; ", and cut
+    at ``limit`` characters.
     """
-    if isinstance(exc, LmevalError):
-        return " ".join(str(exc).split("\n")).strip() or type(exc).__name__
-    text = [line for line in str(exc).strip().splitlines() if line.strip()]
-    return f"{type(exc).__name__}: {text[0].strip()}" if text else type(exc).__name__
+    parts = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    text = "; ".join(parts)
+    if not isinstance(exc, LmevalError):
+        text = f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+    text = text or type(exc).__name__
+    return text if len(text) <= limit else text[: limit - 1] + "…"

@@ -218,7 +218,7 @@ def evaluate_model(
         raise
     except BaseException as exc:  # a model's own failure (sys.exit too): report it in its row
         record["error"] = one_line(exc)
-        record["details"] = details or None
+        record["details"] = {**_details_of(model), **details} or None
         if on_error is not None:
             on_error(spec.label, exc)
         return record, None
@@ -254,6 +254,14 @@ def evaluate_model(
             if on_error is not None:
                 on_error(spec.label, exc)
     return record, scores
+
+
+def _details_of(model: LanguageModel) -> dict[str, Any]:
+    """The model's own facts for a failed row (its notes may say why), if it can give them."""
+    try:
+        return dict(model.details())
+    except Exception:
+        return {}
 
 
 def _tokenizer_for(model: LanguageModel, tokenizer: Tokenizer, host: PluginHost) -> Tokenizer:

@@ -120,7 +120,8 @@ class LanguageModel(ABC):
     #: The spec ``lmeval compare`` uses for this model when no ``-m`` is given
     #: (``None`` leaves the model out of the default comparison).
     recommended: ClassVar[str | None] = None
-    #: A baseline every row is measured against (the table marks it "yardstick").
+    #: A baseline to read the other rows against (the table labels it "yardstick"
+    #: and dims it; the record's ``yardstick`` is true). Nothing is computed from it.
     yardstick: ClassVar[bool] = False
     #: Absolute tolerance, in nats, between one log-probability computed two ways
     #: (from a prefix, from :meth:`next_token_logprobs`): 1e-9 suits float64
@@ -160,7 +161,13 @@ class LanguageModel(ABC):
         return np.asarray(out, dtype=np.int64)
 
     def save(self, path: Path) -> None:
-        """Write the fitted model to ``path`` (a file the model's :meth:`load` reads)."""
+        """Write the fitted model to the one file ``path`` (which :meth:`load` reads).
+
+        ``path`` may have no suffix: write through a handle
+        (``lmeval.atomic_write(path, "wb")``), since ``np.savez(name)`` would
+        append ``.npz`` and write another file. Store the vocabulary and config
+        too: :meth:`load` gets only the path.
+        """
         raise NotImplementedError(f"model {self.name!r} cannot be saved")
 
     @classmethod

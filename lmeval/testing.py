@@ -55,7 +55,8 @@ DEFAULT_LINES = 400
 
 @dataclass(frozen=True)
 class Report:
-    """The named checks of one model; ``passed`` when none failed or was skipped."""
+    """The named checks of one model; ``passed`` when none failed (a check that could
+    not run is ``skipped``, listed but not a failure: assert on it to rule it out)."""
 
     model: str
     checks: tuple[Check, ...]

@@ -4,6 +4,7 @@ from pathlib import Path
 
 from click.testing import CliRunner
 
+import lmeval.plugins
 from lmeval import hookspecs
 from lmeval.cli import cli
 from lmeval.records import RECORD_KEYS
@@ -37,3 +38,47 @@ def test_every_command_and_option_has_help():
             if param.param_type_name == "option" and param.name != "help":
                 assert param.help, f"{name} {param.opts}"
         assert runner.invoke(cli, [name, "--help"]).exit_code == 0
+
+
+ROOT = Path(__file__).resolve().parent.parent
+GUIDE = ROOT / "docs" / "plugins.md"
+
+
+def hook_signatures() -> dict[str, str]:
+    """``def NAME(ARGS) -> RETURN`` of every hook, as declared in hookspecs.py."""
+    import ast
+
+    tree = ast.parse(Path(hookspecs.__file__).read_text(encoding="utf-8"))
+    return {
+        node.name: f"def {node.name}({ast.unparse(node.args)}) -> {ast.unparse(node.returns)}"
+        for node in tree.body
+        if isinstance(node, ast.FunctionDef)
+        and any(ast.unparse(d) == "hookspec" for d in node.decorator_list)
+    }
+
+
+def test_the_plugin_guide_gives_every_hook_with_its_exact_signature():
+    guide = GUIDE.read_text(encoding="utf-8")
+    signatures = hook_signatures()
+    assert set(signatures) == set(lmeval.plugins.HOOK_NAMES)
+    for signature in signatures.values():
+        assert signature in guide, f"docs/plugins.md lacks `{signature}`"
+    assert "docs/plugins.md" in README
+
+
+def test_every_hook_has_a_test_that_registers_through_it_and_uses_it():
+    """A test named test_hook_<hook>_... that implements the hook (tests/test_hooks.py)."""
+    import ast
+
+    covered: set[str] = set()
+    for path in (ROOT / "tests").glob("test_*.py"):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.FunctionDef) and node.name.startswith("test_hook_"):
+                body = ast.unparse(node)
+                covered.update(
+                    hook
+                    for hook in lmeval.plugins.HOOK_NAMES
+                    if node.name.startswith(f"test_hook_{hook}") and f"def {hook}(" in body
+                )
+    missing = set(lmeval.plugins.HOOK_NAMES) - covered
+    assert not missing, f"hooks without a test_hook_<hook> test: {sorted(missing)}"

@@ -221,3 +221,24 @@ def test_the_table_uses_each_metrics_format_and_direction(write, small_text):
         "fmt": ".1%",
         "higher_is_better": True,
     }
+
+
+def test_a_hookimpl_with_a_wrong_argument_says_which(write):
+    plugin = write(
+        "badarg.py", "import lmeval\n@lmeval.hookimpl\ndef register_models(reg):\n    pass\n"
+    )
+    host = lmeval.load_host([str(plugin)])
+    [warning] = [w for w in host.warnings if "badarg" in w]
+    assert "Argument(s) {'reg'} are declared in the hookimpl" in warning
+    assert "\n" not in warning
+
+
+def test_a_failed_row_keeps_the_models_own_notes(write, small_text):
+    extra = (
+        "\n    def details(self):\n        return {'notes': ['ran out of patience']}\n"
+        "\n    def fit(self, train_ids, valid_ids=None):\n        raise RuntimeError('no')\n"
+    )
+    plugin = write("noted.py", plugin_source("noted", extra))
+    record = lmeval.compare(["noted"], text=small_text, plugins=[str(plugin)]).results[0]
+    assert record["error"] == "RuntimeError: no"
+    assert record["details"]["notes"] == ["ran out of patience"]
