@@ -131,6 +131,29 @@ class Disagreeing(Bigram):
         return np.full(len(self.vocab), -math.log(len(self.vocab)))
 
 
+class LateDoubled(Bigram):
+    """Honest in the first 2,048 tokens, where cheap probes look; doubled after."""
+
+    name = "late-doubled"
+
+    def score(self, ids):
+        out = super().score(ids)
+        out[2048:] = np.minimum(out[2048:] + math.log(2), 0.0)
+        return out
+
+
+class LatePeek(NoDistribution):
+    """Without a distribution to compare with, reads the next token after 2,048 tokens."""
+
+    name = "late-peek"
+
+    def score(self, ids):
+        out = super().score(ids)
+        ahead = np.append(ids[1:], -1)
+        late = np.arange(len(ids)) >= 2048
+        return np.where(late & (ahead >= 0), np.minimum(out + 1.0, 0.0), out)
+
+
 class NaNs(Bigram):
     name = "nans"
 
@@ -155,11 +178,12 @@ class Float32(Bigram):
 
 
 CHEATERS = (OffByOne, PeekCurrent, PeekNext, Doubled, Halved, Disagreeing)
+LATE = (LateDoubled, LatePeek)
 BROKEN = (NaNs, WrongLength, Float32)
 HONEST = (Bigram, NoDistribution, Unigram)
 
 
 @lmeval.hookimpl
 def register_models(register):
-    for cls in HONEST + CHEATERS + BROKEN:
+    for cls in HONEST + CHEATERS + LATE + BROKEN:
         register(cls)

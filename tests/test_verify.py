@@ -188,3 +188,17 @@ def test_verify_n_on_the_command_line(text):
     assert data["results"][0]["verified"] is True
     bad = CliRunner().invoke(cli, ["compare", "-m", "uniform", "--verify", "0"])
     assert bad.exit_code == 2 and "--verify" in bad.stderr
+
+
+def test_cheating_only_beyond_the_cheap_probes_is_caught():
+    """One probe lies beyond the first 2,048 tokens, wherever the text goes."""
+    result = lmeval.compare(
+        ["late-doubled", "late-peek", "bigram", "bigram-score-only"],
+        dataset="pydoc-topics",
+        plugins=[CHEATS],
+    )
+    by_label = {r["label"]: r for r in result.results}
+    assert "consistency" in by_label["late-doubled"]["error"]
+    assert "causality" in by_label["late-peek"]["error"]
+    assert by_label["bigram"]["verified"] and by_label["bigram-score-only"]["verified"]
+    assert by_label["bigram"]["tokens"] > 2048
