@@ -262,6 +262,13 @@ def _data_kwargs(kw: dict[str, Any]) -> dict[str, Any]:
     "normalised, consistent with next_token_logprobs.",
 )
 @click.option(
+    "--verify-seed",
+    type=click.IntRange(min=0),
+    metavar="N",
+    help="Seed of the verified positions (default: random, recorded in the meta, so "
+    "that a model cannot know where it is probed; give it to repeat a verification).",
+)
+@click.option(
     "--no-verify",
     is_flag=True,
     help="Skip the checks (rows are then marked unverified; not recommended).",
@@ -270,7 +277,16 @@ def _data_kwargs(kw: dict[str, Any]) -> dict[str, Any]:
 @plugin_option
 @click.pass_obj
 def compare(
-    run: Invocation, models, fmt, output, save_models, verify_positions, no_verify, quiet, **kw
+    run: Invocation,
+    models,
+    fmt,
+    output,
+    save_models,
+    verify_positions,
+    verify_seed,
+    no_verify,
+    quiet,
+    **kw,
 ) -> None:
     """Fit models on the training text and compare them on the test text.
 
@@ -307,6 +323,7 @@ def compare(
             specs,
             save_models=save_models,
             verify=0 if no_verify else verify_positions,
+            verify_seed=verify_seed,
             host=run.host,
             on_result=lambda r: bar.update(advance=1, info=f"done: {r['label']}"),
             **data,

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import platform
 import random
+import secrets
 import time
 import traceback
 import warnings
@@ -30,7 +31,7 @@ from .plugins import PluginHost, using
 from .records import RECORD_KEYS
 from .saved import save_model
 from .tokenizers import Tokenizer, Vocabulary
-from .verify import DEFAULT_POSITIONS, SPAN, verify_model
+from .verify import DEFAULT_POSITIONS, SPAN, read_only, verify_model
 from .version import __version__
 
 POLICY = (
@@ -153,13 +154,13 @@ def prepare_models(
     prepared = []
     for spec in specs:
         model = build_model(spec, tokenizer.vocab, seed=seed, host=host)
-        prepared.append((spec, model, _tokenizer_for(model, tokenizer, host)))
+        prepared.append((spec, model, tokenizer_for(model, tokenizer, host)))
     return prepared
 
 
 def fit_model(model: LanguageModel, tokenizer: Tokenizer, corpus: Corpus, seed: int = 0) -> float:
     """Fit ``model`` on the corpus' training (and validation) text; the seconds it took."""
-    _seed_everything(seed)
+    seed_everything(seed)
     train_ids = tokenizer.encode(corpus.train)
     valid_ids = tokenizer.encode(corpus.valid) if corpus.valid else None
     start = time.perf_counter()
@@ -181,6 +182,7 @@ def evaluate_model(
     host: PluginHost | None = None,
     save_dir: Path | None = None,
     verify_positions: int = DEFAULT_POSITIONS,
+    verify_seed: int = 0,
     on_error: ErrorHook | None = None,
 ) -> tuple[dict[str, Any], Scores | None]:
     """Fit ``model``, score the test text and verify the scores: its record and scores.
@@ -190,7 +192,8 @@ def evaluate_model(
     contract; a failed verification) ends up in ``record["error"]`` and the
     scores are ``None``; usage errors and Ctrl-C propagate. ``verify_positions``
     probes (0: no verification, ``verified`` stays ``None``) decide
-    ``verified`` and ``verify_error``; see :mod:`lmeval.verify`.
+    ``verified`` and ``verify_error``; ``verify_seed`` places them (see
+    :mod:`lmeval.verify`).
     """
     host = host or load_host()
     spec = spec or parse_spec(model.name)
@@ -200,13 +203,13 @@ def evaluate_model(
     try:
         with using(host):
             record["fit_seconds"] = fit_model(model, tokenizer, corpus, seed)
-            test_ids = tokenizer.encode(corpus.test)
+            test_ids = read_only(tokenizer.encode(corpus.test))
             start = time.perf_counter()
             logprobs = check_scores(model.score(test_ids), len(test_ids))
             record["score_seconds"] = time.perf_counter() - start
             if verify_positions > 0:
                 outcome = verify_model(
-                    model, test_ids, logprobs, positions=verify_positions, seed=seed
+                    model, test_ids, logprobs, positions=verify_positions, seed=verify_seed
                 )
                 record["verified"] = outcome.verified
                 record["verify_error"] = outcome.error
@@ -264,7 +267,7 @@ def _details_of(model: LanguageModel) -> dict[str, Any]:
         return {}
 
 
-def _tokenizer_for(model: LanguageModel, tokenizer: Tokenizer, host: PluginHost) -> Tokenizer:
+def tokenizer_for(model: LanguageModel, tokenizer: Tokenizer, host: PluginHost) -> Tokenizer:
     """The tokenizer whose vocabulary the model uses (a saved model brings its own)."""
     if model.vocab == tokenizer.vocab:
         return tokenizer
@@ -285,7 +288,8 @@ def _safe_name(label: str) -> str:
     return "".join(c if c.isalnum() or c in "-_.=" else "_" for c in label)
 
 
-def _seed_everything(seed: int) -> None:
+def seed_everything(seed: int) -> None:
+    """Seed Python's and numpy's global generators (before every fit)."""
     random.seed(seed)
     np.random.seed(seed % 2**32)
 
@@ -314,6 +318,7 @@ def compare(
     save_models: str | Path | None = None,
     plugins: list[str] | tuple[str, ...] = (),
     verify: int = DEFAULT_POSITIONS,
+    verify_seed: int | None = None,
     host: PluginHost | None = None,
     on_result: Callable[[dict[str, Any]], None] | None = None,
     **data: Unpack[DataOptions],
@@ -325,7 +330,9 @@ def compare(
     or what :func:`lmeval.load_corpus` reads from the ``data`` keywords:
     ``text`` (split by ``split``), ``train``/``test`` (``valid`` optional) or
     ``dataset`` (default: ``pydoc-topics``), and ``encoding``.
-    ``verify`` is the number of probed positions (0 turns verification off).
+    ``verify`` is the number of probed positions (0 turns verification off);
+    ``verify_seed`` places them, by default a fresh random seed (recorded in the
+    meta), so that a model cannot know where it will be probed.
     ``plugins`` (paths or module names) load into this call's own plugin host
     (``host``, from :func:`lmeval.load_host`, to reuse one); a plugin that
     fails to load is a :class:`PluginWarning` and is listed in the meta.
@@ -333,6 +340,8 @@ def compare(
     """
     if verify < 0:
         raise UsageError(f"verify={verify}: give the number of positions to probe (0 = off)")
+    if verify_seed is None:
+        verify_seed = secrets.randbelow(2**32)
     host = _host_for(host, plugins)
     specs = [parse_spec(s) for s in (models or default_specs(host))]
     validate_specs(specs, host)  # before reading data: a typo in -m fails at once
@@ -359,6 +368,7 @@ def compare(
             host=host,
             save_dir=save_dir,
             verify_positions=verify,
+            verify_seed=verify_seed,
             on_error=remember,
         )
         comparison.results.append(record)
@@ -366,7 +376,7 @@ def compare(
             comparison.scores[spec.label] = scores
         if on_result is not None:
             on_result(record)
-    comparison.meta = _meta(corpus, tok, seed, comparison.results, host, verify)
+    comparison.meta = _meta(corpus, tok, seed, comparison.results, host, verify, verify_seed)
     return comparison
 
 
@@ -426,6 +436,7 @@ def _meta(
     results: list[dict[str, Any]],
     host: PluginHost,
     verify_positions: int,
+    verify_seed: int,
 ) -> dict[str, Any]:
     devices = sorted({str(r["details"].get("device", "cpu")) for r in results if r.get("details")})
     return {
@@ -447,7 +458,7 @@ def _meta(
         "lines_mode": tok.lines,
         "vocab_size": len(tok.vocab),
         "policy": POLICY if tok.lines else STREAM_POLICY,
-        "verify": {"positions": verify_positions, "span": SPAN, "seed": seed},
+        "verify": {"positions": verify_positions, "span": SPAN, "seed": verify_seed},
         "metrics": {
             name: {
                 "description": m.description,

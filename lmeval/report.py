@@ -61,11 +61,13 @@ def row_label(record: dict[str, Any]) -> str:
 
 
 def sort_key(record: dict[str, Any]) -> tuple[int, float]:
-    """Failed models last, then by bits per character (comparable across tokenizers)."""
+    """Verified (or unchecked) rows by bits per character (comparable across
+    tokenizers), then unverified rows, then failed ones: an unverified row never
+    sits above a verified one."""
     bpc = record.get("bits_per_char")
     if record.get("error") or bpc is None or (isinstance(bpc, float) and math.isnan(bpc)):
-        return (1, 0.0)
-    return (0, bpc)
+        return (2, 0.0)
+    return (1 if record.get("verified") is False else 0, bpc)
 
 
 def ordered(comparison: Comparison) -> list[dict[str, Any]]:
@@ -96,17 +98,27 @@ def extra_metric_keys(comparison: Comparison) -> list[str]:
     return seen
 
 
-def caption(meta: dict[str, Any]) -> str:
+def caption(meta: dict[str, Any], results: list[dict[str, Any]] | None = None) -> str:
+    """One line on the data and the checks; ``results`` adds how many rows passed them."""
+    counts: dict[str, int] = {}
+    if results:
+        counts = {
+            "verified": sum(1 for r in results if r.get("verified") is True),
+            "unverified": sum(
+                1 for r in results if r.get("verified") is False and not r.get("error")
+            ),
+            "failed": sum(1 for r in results if r.get("error")),
+        }
     lines = meta.get("split_lines", {})
     split = ", ".join(f"{k} {v:,} lines" for k, v in lines.items())
     verify = meta.get("verify", {}).get("positions")
-    checked = (
-        "verification off (--no-verify)"
-        if verify == 0
-        else f"every row verified at {verify} positions"
-        if verify
-        else ""
-    )
+    checked = ""
+    if verify == 0:
+        checked = "verification off (--no-verify)"
+    elif verify:
+        checked = f"verified at {verify} positions"
+        if counts:
+            checked += " (" + ", ".join(f"{n} {what}" for what, n in counts.items() if n) + ")"
     return (
         f"{meta['dataset']} ({split}); tokenizer {meta['tokenizer']}, "
         f"vocabulary {meta['vocab_size']:,}; seed {meta['seed']}"
@@ -167,7 +179,11 @@ def render_table(comparison: Comparison, console=None) -> None:
         else:
             rows.append((label, [fmt_value(record.get(k), f) for k, _, f in cols]))
     keep = _fit_columns(cols, rows, console.width)
-    table = Table(title="lmeval compare", caption=caption(comparison.meta), caption_justify="left")
+    table = Table(
+        title="lmeval compare",
+        caption=caption(comparison.meta, comparison.results),
+        caption_justify="left",
+    )
     table.add_column("model", style="bold", no_wrap=True)
     for i in keep:
         table.add_column(cols[i][1], justify="right", no_wrap=True)
@@ -270,7 +286,8 @@ def to_markdown(comparison: Comparison) -> str:
         row = [row_label(record), *cells]
         out.append("| " + " | ".join(c.replace("|", "\\|") for c in row) + " |")
     out.append("")
-    out.append(f"{caption(comparison.meta)}. Predicted tokens: {comparison.meta['policy']}.")
+    text = caption(comparison.meta, comparison.results)
+    out.append(f"{text}. Predicted tokens: {comparison.meta['policy']}.")
     return "\n".join(out) + "\n"
 
 

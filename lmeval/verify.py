@@ -41,6 +41,10 @@ SUM_TOLERANCE = 1e-6
 SPAN = 2048  # tokens; one more probe lies beyond, anywhere in the text
 #: Most sequences scored to check normalisation without ``next_token_logprobs``.
 SCORE_CALL_BUDGET = 20_000
+#: Most tokens scored (all sequences together) for the same, beyond the first SPAN.
+SCORE_TOKEN_BUDGET = 5_000_000
+#: The largest tolerance a model may declare (float32 kernels need about 1e-5).
+MAX_TOLERANCE = 1e-4
 #: Positions probed by default (``lmeval compare --verify N``).
 DEFAULT_POSITIONS = 8
 
@@ -87,13 +91,29 @@ class Verification:
         return None
 
 
+def read_only(ids: np.ndarray) -> np.ndarray:
+    """A copy of ``ids`` that cannot be written: a model may not change what it is given
+    (the evaluator's test ids, from which the counts and the checks are made)."""
+    out = np.array(ids, dtype=np.int64, copy=True)
+    out.flags.writeable = False
+    return out
+
+
 class _Broken(Exception):
     """A check found a violation; its message is the one-line reason."""
 
 
 def tolerance(model: LanguageModel) -> float:
-    """The absolute tolerance (nats) for one log-probability computed two ways."""
-    return float(getattr(model, "tolerance", 1e-9))
+    """The absolute tolerance (nats) for one log-probability computed two ways.
+
+    The model's own ``tolerance``, but never above :data:`MAX_TOLERANCE`: a
+    model cannot declare itself exempt (``tolerance = inf``) or widen the checks
+    until a doubled probability passes.
+    """
+    value = float(getattr(model, "tolerance", 1e-9))
+    if not value >= 0:  # NaN, negative
+        return 1e-9
+    return min(value, MAX_TOLERANCE)
 
 
 def probe_positions(n: int, count: int, seed: int = 0, span: int = SPAN) -> list[int]:
@@ -132,9 +152,7 @@ def _run(name: str, body) -> Check:
         detail = body()
     except _Broken as exc:
         return Check(name, FAIL, str(exc))
-    except NotImplementedError as exc:
-        return Check(name, SKIP, one_line(exc))
-    except Exception as exc:
+    except Exception as exc:  # NotImplementedError too: absent methods are handled inside
         return Check(name, FAIL, f"raised {one_line(exc)}")
     if isinstance(detail, Check):
         return detail
@@ -165,7 +183,11 @@ def check_causality(
     name = "causality (future changed)" if change_future else "causality"
 
     def body() -> str:
-        whole = full if full is not None else _as_logprobs(model.score(ids), len(ids), "score", tol)
+        whole = (
+            full
+            if full is not None
+            else _as_logprobs(model.score(read_only(ids)), len(ids), "score", tol)
+        )
         rng = np.random.default_rng(seed)
         tested = [m for m in prefixes if 0 < m <= len(ids)]
         for m in tested:
@@ -176,10 +198,10 @@ def check_causality(
                     tail[tail == ids[m : m + tail_len]] += 1
                     tail %= len(model.vocab)
                 seq = np.concatenate([ids[:m], tail])
-                part = _as_logprobs(model.score(seq), len(seq), "score", tol)[:m]
+                part = _as_logprobs(model.score(read_only(seq)), len(seq), "score", tol)[:m]
                 reference = whole[:m] if m <= len(whole) else whole
             else:
-                part = _as_logprobs(model.score(ids[:m]), m, "score", tol)
+                part = _as_logprobs(model.score(read_only(ids[:m])), m, "score", tol)
                 reference = whole[:m]
             if (i := _differs(part, reference, tol)) is not None:
                 how = "changing the tokens after" if change_future else "cutting the text after"
@@ -192,9 +214,28 @@ def check_causality(
     return _run(name, body)
 
 
-def _sum_message(i: int, log_total: float) -> str:
+def _sum_message(i: int, log_total: float, tol: float) -> str:
     total = float(np.exp(log_total)) if np.isfinite(log_total) else 0.0
-    return f"probabilities at token {i} sum to {total:.4g}, not 1"
+    if abs(total - 1) >= 1e-3:
+        return f"probabilities at token {i} sum to {total:.4g}, not 1"
+    sign = "+" if total > 1 else "-"
+    return (
+        f"probabilities at token {i} sum to 1 {sign} {abs(total - 1):.3g}, more than {tol:g} "
+        "from 1 (float32 arithmetic? declare the model's tolerance)"
+    )
+
+
+def _distribution(model: LanguageModel, context: np.ndarray, answered: bool, at: int):
+    """``next_token_logprobs(context)``; "not implemented" after it has answered is a lie."""
+    try:
+        return model.next_token_logprobs(read_only(context))
+    except NotImplementedError:
+        if answered:
+            raise _Broken(
+                f"next_token_logprobs raised NotImplementedError at token {at} after answering "
+                "at earlier tokens"
+            ) from None
+        raise
 
 
 def _logsumexp(arr: np.ndarray) -> float:
@@ -224,36 +265,48 @@ def check_normalisation(
     name = "normalisation (from score)" if use_score else "normalisation"
 
     def by_ntl() -> str:
-        for i in positions:
+        for n, i in enumerate(positions):
             logp = _as_logprobs(
-                model.next_token_logprobs(ids[:i]), size, "next_token_logprobs", tol
+                _distribution(model, ids[:i], answered=n > 0, at=i),
+                size,
+                "next_token_logprobs",
+                tol,
             )
             log_total = _logsumexp(logp)
             if not abs(log_total) <= tol:
-                raise _Broken(_sum_message(i, log_total))
+                raise _Broken(_sum_message(i, log_total, tol))
         return f"{len(positions)} positions sum to 1 within {tol:g}"
 
     def by_score() -> str | Check:
-        near = sorted(p for p in positions if p < SPAN)  # cost grows with the position
+        near = sorted(p for p in positions if p < SPAN)
+        far = [p for p in positions if p >= SPAN]
         fit = max(0, min(len(near), budget // max(size, 1)))
         if fit == 0:
             return Check(
                 name,
                 SKIP,
-                f"a vocabulary of {size:,} tokens without next_token_logprobs is too large "
-                "to check by scoring every next token",
+                f"a vocabulary of {size:,} tokens is too large to check without "
+                "next_token_logprobs (by scoring every next token)",
             )
-        chosen = near[:fit]
+        if far and size * (far[0] + 1) > SCORE_TOKEN_BUDGET:
+            return Check(
+                name,
+                SKIP,
+                f"token {far[0]:,} is too far to check without next_token_logprobs "
+                f"(scoring every next token there reads {size * (far[0] + 1):,} tokens)",
+            )
+        chosen = near[:fit] + far
         for i in chosen:
             logp = np.empty(size)
             for v in range(size):
                 seq = np.append(ids[:i], v)
-                logp[v] = _as_logprobs(model.score(seq), i + 1, "score", tol)[i]
+                logp[v] = _as_logprobs(model.score(read_only(seq)), i + 1, "score", tol)[i]
             log_total = _logsumexp(logp)
             if not abs(log_total) <= tol:
-                raise _Broken(_sum_message(i, log_total))
-        fewer = f" (of {len(positions)}: vocabulary {size:,})" if fit < len(positions) else ""
-        return f"{fit} positions{fewer} sum to 1 within {tol:g}, by scoring every next token"
+                raise _Broken(_sum_message(i, log_total, tol))
+        done = len(chosen)
+        fewer = f" (of {len(positions)}: vocabulary {size:,})" if done < len(positions) else ""
+        return f"{done} positions{fewer} sum to 1 within {tol:g}, by scoring every next token"
 
     def body() -> str | Check:
         if use_score:
@@ -275,14 +328,20 @@ def check_consistency(
     size = len(model.vocab)
 
     def body() -> str:
-        whole = full if full is not None else _as_logprobs(model.score(ids), len(ids), "score", tol)
+        whole = (
+            full
+            if full is not None
+            else _as_logprobs(model.score(read_only(ids)), len(ids), "score", tol)
+        )
+        answered = False
         for i in positions:
             if i >= len(ids):
                 continue
             try:
-                raw = model.next_token_logprobs(ids[:i])
+                raw = _distribution(model, ids[:i], answered=answered, at=i)
             except NotImplementedError:
                 return Check("consistency", NOT_APPLICABLE, "no next_token_logprobs to agree with")
+            answered = True
             logp = _as_logprobs(raw, size, "next_token_logprobs", tol)
             expected = logp[ids[i]]
             if _differs(np.array([whole[i]]), np.array([expected]), tol) is not None:
@@ -315,7 +374,7 @@ class _Remembered:
 
 def _has_distribution(model: Any, ids: np.ndarray) -> bool:
     try:
-        model.next_token_logprobs(ids[:0])
+        model.next_token_logprobs(read_only(ids[:0]))
     except NotImplementedError:
         return False
     except Exception:

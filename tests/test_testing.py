@@ -186,3 +186,40 @@ def test_the_readme_bigram_passes_and_its_off_by_one_fails(write):
     )
     rows = {r["label"]: r for r in json.loads(result.stdout)["results"]}
     assert result.exit_code == 1 and rows["bigram"]["verified"] is False
+
+
+def test_the_kit_probes_beyond_the_cheap_span_too():
+    from cheating_models import LateDoubled
+
+    report = check_model(LateDoubled)
+    assert report["consistency"].status == "fail" and "token" in report["consistency"].detail
+
+
+def test_the_kit_seeds_python_random_as_compare_does():
+    import random
+
+    import numpy as np
+
+    class PyRandom(Bigram):
+        name = "py-random"
+
+        def fit(self, train_ids, valid_ids=None):
+            super().fit(train_ids, valid_ids)
+            self.logp = self.logp + random.random() * 0  # draws, as a sampler would
+            shift = np.log(1 + random.random() * 1e-3)
+            self.logp = self.logp - shift
+            self.logp -= np.log(np.exp(self.logp).sum(axis=1, keepdims=True))
+
+    assert check_model(PyRandom)["same seed, same scores"].status == "pass"
+
+
+def test_the_kit_scores_a_saved_model_with_its_own_vocabulary(tmp_path):
+    lmeval.compare(["ngram:order=3"], dataset="pydoc-topics", save_models=tmp_path)
+    report = assert_model_ok(f"saved:path={tmp_path / 'ngram_order=3.lmz'}", positions=8)
+    assert report["fit"].passed
+
+
+def test_check_model_leaves_the_callers_host_as_it_was():
+    host = lmeval.load_host()
+    check_model(Bigram, host=host)
+    assert "bigram" not in host.models

@@ -135,8 +135,8 @@ def test_no_verify_leaves_rows_unchecked_and_says_so(text):
 
 
 def test_verify_n_is_recorded_in_the_meta(text):
-    result = lmeval.compare(["uniform"], text=text, verify=20)
-    assert result.meta["verify"] == {"positions": 20, "span": 2048, "seed": 0}
+    result = lmeval.compare(["uniform"], text=text, verify=20, verify_seed=7)
+    assert result.meta["verify"] == {"positions": 20, "span": 2048, "seed": 7}
     assert "20 positions" in result.results[0]["details"]["verify_checks"]["normalisation"]
 
 
@@ -202,3 +202,107 @@ def test_cheating_only_beyond_the_cheap_probes_is_caught():
     assert "causality" in by_label["late-peek"]["error"]
     assert by_label["bigram"]["verified"] and by_label["bigram-score-only"]["verified"]
     assert by_label["bigram"]["tokens"] > 2048
+
+
+def test_the_verified_positions_are_random_unless_a_seed_is_given(text):
+    seeds = {lmeval.compare(["uniform"], text=text).meta["verify"]["seed"] for _ in range(3)}
+    assert len(seeds) > 1  # a model cannot compute where it will be probed
+    result = CliRunner().invoke(
+        cli,
+        ["compare", "-m", "uniform", "--verify-seed", "5", "--text", str(text)]
+        + ["--format", "json"],
+    )
+    assert json.loads(result.stdout)["meta"]["verify"]["seed"] == 5
+
+
+def test_a_model_may_not_widen_its_own_tolerance_past_the_cap(text):
+    import cheating_models
+
+    class Lax(cheating_models.Doubled):
+        name = "lax"
+        tolerance = float("inf")
+
+    host = lmeval.load_host()
+    host.models.add("lax", Lax, "test")
+    record = lmeval.compare(["lax"], text=text, host=host).results[0]
+    assert record["verified"] is False and "sum to 2, not 1" in record["error"]
+
+
+def test_a_model_that_writes_into_its_input_cannot(text):
+    import cheating_models
+
+    class Scribbler(cheating_models.Bigram):
+        name = "scribbler"
+
+        def score(self, ids):
+            out = super().score(ids)
+            ids[:] = 0  # hide what it looked at
+            return out
+
+    host = lmeval.load_host()
+    host.models.add("scribbler", Scribbler, "test")
+    record = lmeval.compare(["scribbler"], text=text, host=host).results[0]
+    assert "read-only" in record["error"]
+
+
+def test_not_implemented_after_answering_is_a_failure_not_a_skip(text):
+    import cheating_models
+
+    class Coy(cheating_models.Bigram):
+        name = "coy"
+
+        def next_token_logprobs(self, context_ids):
+            if len(context_ids) > 5:
+                raise NotImplementedError("only short contexts")
+            return super().next_token_logprobs(context_ids)
+
+    class ShortOnly(cheating_models.Bigram):
+        name = "short-only"
+
+        def score(self, ids):
+            if len(ids) < 100:
+                raise NotImplementedError("short inputs are not supported")
+            return super().score(ids)
+
+    host = lmeval.load_host()
+    host.models.add("coy", Coy, "test")
+    host.models.add("short-only", ShortOnly, "test")
+    coy, short = lmeval.compare(["coy", "short-only"], text=text, host=host).results
+    assert "after answering at earlier tokens" in coy["error"]
+    assert "NotImplementedError: short inputs" in short["error"]
+
+
+def test_an_unverified_row_is_never_above_a_verified_one(tmp_path):
+    from lmeval.report import ordered
+
+    comparison = lmeval.Comparison(
+        results=[
+            {"label": "sneaky", "bits_per_char": 0.1, "verified": False},
+            {"label": "honest", "bits_per_char": 2.0, "verified": True},
+            {"label": "broken", "bits_per_char": None, "verified": False, "error": "x"},
+        ],
+        meta={},
+    )
+    assert [r["label"] for r in ordered(comparison)] == ["honest", "sneaky", "broken"]
+
+
+def test_late_cheating_without_a_distribution_is_caught_or_unverified():
+    """Without next_token_logprobs, the far probe's normalisation is checked by scoring."""
+    import cheating_models
+
+    class LateSure(cheating_models.NoDistribution):
+        name = "late-sure"
+
+        def score(self, ids):
+            out = super().score(ids)
+            out[2048:] = math.log(0.999)  # reads the current token, late in the text
+            return out
+
+    host = lmeval.load_host([CHEATS])
+    host.models.add("late-sure", LateSure, "test")
+    records = lmeval.compare(
+        ["late-sure", "bigram-score-only"], dataset="pydoc-topics", host=host
+    ).results
+    late, honest = records
+    assert late["error"] and "normalisation" in late["error"]
+    assert honest["verified"] is True

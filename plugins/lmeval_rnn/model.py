@@ -278,6 +278,8 @@ class RNN(lmeval.LanguageModel):
             raise lmeval.LmevalError(
                 f"{what} contains ids outside the vocabulary of {len(self.vocab)} tokens"
             )
+        if not arr.flags.writeable:  # torch shares memory and wants it writable: copy
+            arr = arr.copy()
         return torch.as_tensor(arr, device=self._device)
 
     def _require_net(self):
