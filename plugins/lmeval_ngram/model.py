@@ -261,6 +261,15 @@ class Arpa(_BackoffModel):
             "tokens_scored_as_unk": len(missing),
             "notes": ["fit does nothing: the probabilities come from the ARPA file"],
         }
+        ours = set(spelled)
+        foreign = [w for w in self._arpa_words if w not in ours and w not in (UNK_WORD, BOS_WORD)]
+        if missing or foreign:
+            self._facts["notes"].append(
+                f"the file's vocabulary is not this comparison's ({len(missing)} of our tokens "
+                f"score as <unk>, {len(foreign)} of its words are not ours): its probabilities "
+                "over our tokens do not sum to 1, so verification refuses the row; score "
+                "text tokenized as its training text was"
+            )
         if EOS_WORD not in index and self._sentences:
             self._facts["notes"].append("the file has no </s>: end-of-line scores as <unk>")
 
