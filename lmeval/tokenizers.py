@@ -215,7 +215,19 @@ class CharTokenizer(Tokenizer):
 
     # Fast paths: in line mode the ids are those of the text's characters, the
     # newline being the end-of-line token, plus one for an unfinished last line.
-    # Counting and mapping whole code-point arrays beats a Python loop ~10x.
+    # Counting and mapping whole code-point arrays beats a Python loop ~10x. They hold
+    # only while the tokens are exactly the characters: a subclass that overrides
+    # ``split`` (to lowercase, drop characters...), the way lines are cut into pieces,
+    # or the end-of-line token gets the generic per-line path instead.
+
+    def _fast(self) -> bool:
+        """Whether the code-point fast paths give what the generic rule gives."""
+        # through the bound methods, so that one set on the instance counts too
+        return (
+            getattr(self.split, "__func__", None) is CharTokenizer.split
+            and getattr(self._pieces, "__func__", None) is Tokenizer._pieces
+            and (not self.lines or self.eos_token == "\n")
+        )
 
     def _codes(self, text: str) -> np.ndarray:
         """Code points of the text as the tokens see it (an unfinished last line ended)."""
@@ -224,6 +236,8 @@ class CharTokenizer(Tokenizer):
         return np.frombuffer(text.encode("utf-32-le"), dtype=np.uint32)
 
     def fit(self, text: str) -> Vocabulary:
+        if not self._fast():
+            return super().fit(text)
         codes = self._codes(text)
         tally = np.bincount(codes) if len(codes) else np.zeros(0, dtype=np.int64)
         seen = np.flatnonzero(tally)
@@ -235,6 +249,8 @@ class CharTokenizer(Tokenizer):
         return self.vocab
 
     def encode(self, text: str) -> np.ndarray:
+        if not self._fast():
+            return super().encode(text)
         vocab = self._require_vocab()
         codes = self._codes(text)
         if not len(codes):

@@ -93,3 +93,56 @@ def test_char_fast_path_equals_the_generic_one(text, lines):
     expected = Tokenizer.encode(fast, text)
     assert fast.encode(text).tolist() == expected.tolist()
     assert fast.encode(text).dtype == expected.dtype
+
+
+class LowerChars(CharTokenizer):
+    """A plugin tokenizer: characters, case folded."""
+
+    name = "lower-char"
+
+    def split(self, line: str) -> list[str]:
+        return list(line.lower())
+
+
+class NoDigits(CharTokenizer):
+    """A plugin tokenizer: characters, digits dropped."""
+
+    name = "no-digit"
+
+    def split(self, line: str) -> list[str]:
+        return [c for c in line if not c.isdigit()]
+
+
+class PipeEnd(CharTokenizer):
+    """A plugin tokenizer whose end-of-line token is not the newline."""
+
+    name = "pipe-end"
+    eos_token = "|"
+
+
+@pytest.mark.parametrize("lines", [True, False])
+def test_char_subclass_overriding_split_is_honoured(lines):
+    tok = LowerChars(lines=lines)
+    vocab = tok.fit("AaB\nb")
+    assert "A" not in vocab and "B" not in vocab
+    assert set(vocab.itos) == {"<unk>", "a", "b", "\n"}
+    ids = tok.encode("BA\n")
+    assert [vocab.token(i) for i in ids] == ["b", "a", "\n"]
+    assert tok.decode(ids) == "ba\n"
+
+
+def test_char_subclass_dropping_characters_gets_the_ids_its_split_implies():
+    tok = NoDigits()
+    vocab = tok.fit("a1b2\n3\n")
+    assert not any(c.isdigit() for c in vocab.itos)
+    # the line "3" is empty after dropping: only its end-of-line id remains
+    a, b, eos = vocab.id("a"), vocab.id("b"), vocab.eos_id
+    assert tok.encode("a1b2\n3\n").tolist() == [a, b, eos, eos]
+    assert len(tok.encode("9a\n")) == 2
+
+
+def test_char_subclass_with_another_end_of_line_token_uses_it():
+    tok = PipeEnd()
+    vocab = tok.fit("ab\nb\n")
+    assert vocab.eos == "|" and "\n" not in vocab
+    assert [vocab.token(i) for i in tok.encode("ab\n")] == ["a", "b", "|"]
