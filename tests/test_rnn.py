@@ -25,7 +25,17 @@ TEXT = "".join(
     f"the time traveller {w} {i % 7} times.\n"
     for i, w in enumerate(["said", "smiled", "went", "came"] * 12)
 )
-TINY = {"hidden": 12, "steps": 8, "batch": 4, "epochs": 2, "budget": "none", "threads": 1}
+# device=cpu: the tests compare with numbers computed on the CPU (and device=auto would
+# pick a GPU where there is one); benchmarks/rnn_gpu_check.py checks the GPU path
+TINY = {
+    "hidden": 12,
+    "steps": 8,
+    "batch": 4,
+    "epochs": 2,
+    "budget": "none",
+    "threads": 1,
+    "device": "cpu",
+}
 
 
 @pytest.fixture(scope="module")
@@ -68,7 +78,7 @@ def test_rnn_cell_one_step_by_hand(data):
 
 def test_d2l_initialisation(data):
     _, vocab, _ = data
-    model = RNN(vocab, cell="rnn", hidden=200)
+    model = RNN(vocab, cell="rnn", hidden=200, device="cpu")
     model._build(torch.device("cpu"))
     sd = model._net.state_dict()
     assert float(sd["core.W_hh.0"].std()) == pytest.approx(0.01, rel=0.05)
@@ -232,6 +242,69 @@ def test_time_budget_stops_training(data):
     assert len(model.history) < 10_000
 
 
+class SimulatedClock:
+    """A clock that only the network's work advances, so that a time budget is exact.
+
+    A training forward call (gradients on) costs ``batch`` seconds, as if with its
+    backward pass; a validation call costs ``token`` seconds per token read.
+    """
+
+    def __init__(self, batch: float, token: float) -> None:
+        self.now, self.batch, self.token = 1000.0, batch, token
+
+    def perf_counter(self) -> float:
+        return self.now
+
+    def install(self, monkeypatch) -> None:
+        from lmeval_rnn import cells, training
+
+        real = cells.CharNet.forward
+
+        def forward(net, x, state=None):
+            self.now += self.batch if torch.is_grad_enabled() else self.token * x.numel()
+            return real(net, x, state)
+
+        monkeypatch.setattr(cells.CharNet, "forward", forward)
+        monkeypatch.setattr(training, "time", self)
+        monkeypatch.setattr(rnn_model, "time", self)
+        monkeypatch.setattr(lmeval, "progress", FakeBar())
+
+
+@pytest.mark.parametrize(
+    ("budget", "token", "over"),
+    [
+        # 50 batches an epoch (0.5 s), a validation of 0.16 s, as estimated from them:
+        (0.3, 1e-4, "batch"),  # the first epoch does not fit, nor would its validation
+        (0.55, 1e-4, "batch"),  # the first epoch fits, its validation would not
+        (2.0, 1e-4, "batch"),  # several epochs
+        # a validation 10x slower than estimated: the deadline cuts it after one call
+        (0.3, 1e-3, "chunk"),
+    ],
+)
+def test_time_budget_holds_with_validation(data, monkeypatch, budget, token, over):
+    """A time budget covers training and validation: training stops when the next batch
+    and the validation would not fit, so the run is over by at most one batch; a
+    validation slower than its estimate stops at the deadline (one call over) and ends
+    the run. Timed on a simulated clock, so that the numbers are exact."""
+    from lmeval_rnn.training import VALID_CHUNK
+
+    _, vocab, ids = data
+    clock = SimulatedClock(batch=0.01, token=token)
+    clock.install(monkeypatch)
+    model = RNN(vocab, **{**TINY, "budget": f"{budget}s", "epochs": 1000, "patience": 0})
+    model.fit(ids, ids)  # validation: all 1,584 ids, read as 16 streams
+    details = model.details()
+    assert details["stop_reason"] == "budget"
+    margin = clock.batch if over == "batch" else 16 * VALID_CHUNK * token
+    assert details["train_seconds"] <= budget + margin + 1e-9
+    assert sum(row["seconds"] for row in model.history) <= details["train_seconds"] + 1e-9
+    assert details["best_epoch"] == len(model.history)
+    if over == "batch":  # and it did not stop much earlier than it had to
+        assert details["train_seconds"] > budget - 0.2
+    else:  # the cut validation was the last thing the run did
+        assert len(model.history) == 1
+
+
 @pytest.mark.parametrize(
     ("text", "expected"),
     [
@@ -359,7 +432,7 @@ def test_a_million_tokens_of_shakespeare_learn_the_text(shared):
     cut = len(text) * 9 // 10
     tok = lmeval.CharTokenizer()
     vocab = tok.fit(text[:cut])
-    model = RNN(vocab, budget="1Mtok")
+    model = RNN(vocab, budget="1Mtok", device="cpu")  # the bound was measured on the CPU
     model.fit(tok.encode(text[:cut]))
     logp = model.score(tok.encode(text[cut : cut + 20_000]))
     assert -logp.sum() / np.log(2) / 20_000 < 3.0

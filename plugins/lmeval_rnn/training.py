@@ -30,6 +30,17 @@ DEFAULT_LR = {"sgd": 1.0, "adam": 8e-3, "adamw": 8e-3}
 ANNEAL_PART = 0.3
 #: ... to this fraction of the starting rate.
 FINAL_LR_FRACTION = 0.02
+#: Time steps per forward call of a validation under a time budget: past the deadline
+#: it stops after the current call, so this bounds the overrun (16 rows x 64 steps, a
+#: forward pass over as many tokens as a default training batch).
+VALID_CHUNK = 64
+#: Before the first validation has been timed, its time is estimated from the training
+#: rate: a forward pass costs about this share of a training step (the backward pass
+#: about two forward passes); measured, a validation ran 3.7-4x faster per token.
+FORWARD_SHARE = 1 / 3
+#: On a GPU the clock runs ahead of queued work: within this many seconds of the point
+#: where training must stop, every batch waits for the device before reading the clock.
+SYNC_MARGIN = 1.0
 
 
 def annealed(lr0: float, progress: float) -> float:
@@ -134,6 +145,14 @@ def sigint_stops(flag: dict[str, str]) -> Iterator[None]:
         signal.signal(signal.SIGINT, previous)
 
 
+def synchronize(device: torch.device) -> None:
+    """Wait for the work queued on ``device`` (a no-op on the CPU)."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    elif device.type == "mps" and hasattr(torch, "mps"):
+        torch.mps.synchronize()
+
+
 def make_optimizer(name: str, params, lr: float) -> torch.optim.Optimizer:
     if name == "sgd":
         return torch.optim.SGD(params, lr=lr)
@@ -172,7 +191,8 @@ def mean_nll(
     several streams at once is much faster than one and differs only at the
     stream starts. Past ``deadline`` (``time.perf_counter()``) it stops after the
     current chunk and returns the mean so far, so that a time budget holds even
-    when the machine is slower than it was a moment ago.
+    when the machine is slower than it was a moment ago; a deadline already past
+    reads only the first chunk (a mean needs some tokens).
     """
     rows = max(1, min(rows, len(data) // 64))
     cols = len(data) // rows
@@ -209,7 +229,11 @@ def train(
     """Train ``net`` in place; on return it holds the state of the best validation epoch.
 
     A time budget counts from ``began`` (``time.perf_counter()``; default: now),
-    so that set-up before training is inside it too.
+    so that set-up before training is inside it too. It holds validation as well:
+    training stops when the next batch and the validation after it would not fit,
+    and a validation still running at the deadline is cut short after its current
+    call, so that a run ends at most about one batch (or one validation call of
+    ``VALID_CHUNK`` steps, when validation is slower than estimated) past the budget.
     """
     rng = np.random.default_rng(config["seed"])
     lr0 = config["lr"] or DEFAULT_LR[config["optimizer"]]
@@ -229,7 +253,15 @@ def train(
     lr = lr0
     flag: dict[str, str] = {}
     began = time.perf_counter() if began is None else began
+    deadline = began + limits.seconds if limits.seconds else None
+    # the time the next validation will take, kept free of training inside a time
+    # budget: measured once a validation has run, estimated from the training rate
+    # before the first (which otherwise would start only when the budget is spent)
     valid_seconds = 0.0
+    valid_measured = False
+    valid_tokens = len(valid_data)
+    valid_chunk = VALID_CHUNK if deadline is not None else 512
+    step_seconds = 0.0  # the last batch's time: the next one takes about as long
     if limits.seconds:
         total, unit = limits.seconds, "s"
     elif limits.tokens:
@@ -260,15 +292,24 @@ def train(
                     for group in optimizer.param_groups:
                         group["lr"] = lr
                 state = None if config["partition"] == "random" else detach_state(state)
+                step_began = time.perf_counter()
                 loss, state = train_step(
                     net, optimizer, params, x, y, state, config["clip"], autocast
                 )
                 loss_sum += loss * y.numel()
                 tokens += y.numel()
                 now = time.perf_counter()
+                if deadline is not None:
+                    if now + step_seconds + valid_seconds >= deadline - SYNC_MARGIN:
+                        synchronize(train_data.device)  # near the end: time the work done
+                        now = time.perf_counter()
+                    if not valid_measured:
+                        valid_seconds = FORWARD_SHARE * valid_tokens * (now - epoch_began) / tokens
+                    step_seconds = now - step_began
+                    # stop when the next batch would end in the time kept for validation
+                    if now + step_seconds + valid_seconds >= deadline:
+                        flag.setdefault("stop", "budget")
                 elapsed = now - began
-                if limits.seconds and elapsed + valid_seconds >= limits.seconds:
-                    flag.setdefault("stop", "budget")
                 if limits.tokens and outcome.tokens + tokens >= limits.tokens:
                     flag.setdefault("stop", "budget")
                 if unit == "batch":
@@ -300,12 +341,20 @@ def train(
             net.eval()
             valid_began = time.perf_counter()
             with autocast():
-                deadline = began + limits.seconds if limits.seconds else None
-                valid_nll, complete = mean_nll(net, valid_data, start_id, deadline=deadline)
+                valid_nll, complete = mean_nll(
+                    net, valid_data, start_id, chunk=valid_chunk, deadline=deadline
+                )
             if not math.isfinite(valid_nll):
                 flag["stop"] = "diverged"
+            now = time.perf_counter()
             # the next validation will take about as long: keep it inside a time budget
-            valid_seconds = time.perf_counter() - valid_began
+            valid_seconds, valid_measured = now - valid_began, True
+            # stop when the deadline cut the validation, or there is no time for another
+            # batch and its validation
+            if deadline is not None and (
+                not complete or now + step_seconds + valid_seconds >= deadline
+            ):
+                flag.setdefault("stop", "budget")
             outcome.tokens += tokens
             row = {
                 "epoch": epoch,
@@ -321,10 +370,12 @@ def train(
                 break
             # a validation cut short by the deadline measured another text: it may
             # stand as the first estimate, never displace a complete one
-            if valid_nll < best and (complete or best_state is None):
+            if valid_nll < best and (complete or outcome.best_epoch == 0):
                 best, stale = valid_nll, 0
-                best_state = copy.deepcopy(net.state_dict())
                 outcome.best_epoch = epoch
+                # training goes on from this state: keep a copy to come back to (when it
+                # stops here the net is the best state, and copying would only cost time)
+                best_state = None if "stop" in flag else copy.deepcopy(net.state_dict())
             else:
                 stale += 1
                 if schedule == "plateau":
@@ -342,12 +393,12 @@ def train(
                 break
         else:
             flag.setdefault("stop", "epochs")
-    if best_state is None and flag.get("stop") == "diverged":
+    if outcome.best_epoch == 0 and flag.get("stop") == "diverged":
         raise lmeval.LmevalError(
             f"rnn training diverged in epoch {len(outcome.history)} (the loss is not finite); "
             "lower lr or keep clip > 0"
         )
-    if best_state is not None:
+    if outcome.best_epoch != len(outcome.history):  # the net trained past its best
         net.load_state_dict(best_state)
     net.eval()
     outcome.stop_reason = flag["stop"]
