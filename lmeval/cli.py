@@ -271,7 +271,8 @@ def _data_kwargs(kw: dict[str, Any]) -> dict[str, Any]:
 @click.option(
     "--no-verify",
     is_flag=True,
-    help="Skip the checks (rows are then marked unverified; not recommended).",
+    help="Skip the checks: records say verified: null, the caption says verification "
+    "was off (not recommended).",
 )
 @click.option("-q", "--quiet", is_flag=True, help="No progress bars.")
 @plugin_option
