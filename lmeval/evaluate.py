@@ -294,9 +294,10 @@ def seed_everything(seed: int) -> None:
     np.random.seed(seed % 2**32)
 
 
-def _host_for(host: PluginHost | None, plugins: Iterable[str]) -> PluginHost:
-    """The given host (plugins added to it), or a new one; its warnings go to
-    :mod:`warnings` when the caller did not load it (a script sees them)."""
+def host_for(host: PluginHost | None, plugins: Iterable[str]) -> PluginHost:
+    """The host of a Python call: the given one (``plugins`` added to it), or a new
+    one, whose warnings go to :mod:`warnings` (the caller did not load it, so a
+    script sees them there)."""
     if host is not None:
         for item in plugins:
             host.load_path_or_module(item, "plugins=")
@@ -342,7 +343,7 @@ def compare(
         raise UsageError(f"verify={verify}: give the number of positions to probe (0 = off)")
     if verify_seed is None:
         verify_seed = secrets.randbelow(2**32)
-    host = _host_for(host, plugins)
+    host = host_for(host, plugins)
     specs = [parse_spec(s) for s in (models or default_specs(host))]
     validate_specs(specs, host)  # before reading data: a typo in -m fails at once
     corpus, tok = _setup(host, corpus, tokenizer, lines, min_freq, **data)
@@ -394,7 +395,7 @@ def train(
 ) -> tuple[LanguageModel, Tokenizer]:
     """One model fitted on the training text (data as in :func:`compare`), and the
     tokenizer that maps text to its ids."""
-    host = _host_for(host, plugins)
+    host = host_for(host, plugins)
     parsed = parse_spec(spec)
     validate_specs([parsed], host)
     corpus, tok = _setup(host, corpus, tokenizer, lines, min_freq, **data)

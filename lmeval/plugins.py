@@ -107,7 +107,7 @@ class PluginHost:
         self.metrics: Registry[Metric] = Registry("metric")
         self.datasets: Registry[Dataset] = Registry("dataset")
         self._commands_added: set[str] = set()
-        self._file_sources: dict[Path, str] = {}
+        self._files: set[Path] = set()  # resolved paths of the plugin files loaded
 
     # -- adding one plugin ---------------------------------------------------
 
@@ -184,9 +184,9 @@ class PluginHost:
 
     # -- where plugins come from ---------------------------------------------
 
-    def load_module(self, module_name: str, source: str, name: str | None = None) -> None:
+    def load_module(self, module_name: str, source: str) -> None:
         """Import ``module_name`` and add it (once: a module already added is skipped)."""
-        self.load(name or module_name, source, lambda: importlib.import_module(module_name))
+        self.load(module_name, source, lambda: importlib.import_module(module_name))
 
     def load_path_or_module(self, spec: str, source: str) -> None:
         """Load a plugin from a ``.py`` file path or an importable module name."""
@@ -198,9 +198,9 @@ class PluginHost:
             return
         path = Path(spec)
         resolved = path.resolve()
-        if resolved in self._file_sources:
+        if resolved in self._files:
             return  # the same file named twice: load it once
-        self._file_sources[resolved] = spec
+        self._files.add(resolved)
         name = path.stem
         taken = next((p for p in self.plugins if p.name == name), None)
         if taken is not None:

@@ -30,8 +30,7 @@ import numpy as np
 
 from .corpus import Corpus, load_corpus, split_text
 from .errors import UsageError, one_line
-from .evaluate import make_tokenizer, seed_everything, tokenizer_for
-from .host import load_host
+from .evaluate import host_for, make_tokenizer, seed_everything, tokenizer_for
 from .models import LanguageModel, ModelSpec, parse_spec
 from .plugins import PluginHost, Registry, using
 from .saved import load_model, save_model
@@ -120,7 +119,7 @@ def check_model(
     ``positions`` is the number of probes per check. Nothing is raised for a
     broken model: every problem is a failed check in the report.
     """
-    host = host or load_host(plugins)
+    host = host_for(host, plugins)
     if isinstance(model, str):
         spec = parse_spec(model)
         if params:

@@ -223,3 +223,12 @@ def test_check_model_leaves_the_callers_host_as_it_was():
     host = lmeval.load_host()
     check_model(Bigram, host=host)
     assert "bigram" not in host.models
+
+
+def test_check_model_loads_plugins_as_compare_does(write):
+    broken = write("broken_kit_plugin.py", "raise ImportError('missing library')\n")
+    with pytest.warns(lmeval.PluginWarning, match="missing library"):
+        check_model("uniform", plugins=[str(broken)], positions=4)
+    host = lmeval.load_host()
+    check_model("bigram", plugins=[CHEATS], host=host, positions=4)
+    assert "bigram" in host.models  # plugins= reach a given host too
