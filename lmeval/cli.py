@@ -468,9 +468,10 @@ def check(run: Invocation, spec, text, tokenizer, stream, positions, seed, fmt) 
         seed=seed,
         host=run.host,
     )
-    rows = [{"name": c.name, "status": c.status, "detail": c.detail} for c in report.checks]
+    data = report.to_dict()
+    rows = data["checks"]
     if fmt == "json":
-        click.echo(json.dumps(report.to_dict(), indent=2))
+        click.echo(json.dumps(data, indent=2))
     else:
         colour = {"pass": "green", "fail": "red", "skip": "yellow", "n/a": "dim"}
         verdict = "passed" if report.passed else "FAILED"

@@ -183,11 +183,7 @@ def check_causality(
     name = "causality (future changed)" if change_future else "causality"
 
     def body() -> str:
-        whole = (
-            full
-            if full is not None
-            else _as_logprobs(model.score(read_only(ids)), len(ids), "score", tol)
-        )
+        whole = _scores(model, ids, full, tol)
         rng = np.random.default_rng(seed)
         tested = [m for m in prefixes if 0 < m <= len(ids)]
         for m in tested:
@@ -225,10 +221,13 @@ def _sum_message(i: int, log_total: float, tol: float) -> str:
     )
 
 
-def _distribution(model: LanguageModel, context: np.ndarray, answered: bool, at: int):
-    """``next_token_logprobs(context)``; "not implemented" after it has answered is a lie."""
+def _distribution(
+    model: LanguageModel, context: np.ndarray, tol: float, answered: bool, at: int
+) -> np.ndarray:
+    """``next_token_logprobs(context)``, checked; "not implemented" after it has
+    answered is a lie, not an absence."""
     try:
-        return model.next_token_logprobs(read_only(context))
+        raw = model.next_token_logprobs(read_only(context))
     except NotImplementedError:
         if answered:
             raise _Broken(
@@ -236,6 +235,14 @@ def _distribution(model: LanguageModel, context: np.ndarray, answered: bool, at:
                 "at earlier tokens"
             ) from None
         raise
+    return _as_logprobs(raw, len(model.vocab), "next_token_logprobs", tol)
+
+
+def _scores(model: LanguageModel, ids: np.ndarray, full: np.ndarray | None, tol: float):
+    """The scores of the whole text: ``full`` when the caller has them, else computed."""
+    if full is not None:
+        return full
+    return _as_logprobs(model.score(read_only(ids)), len(ids), "score", tol)
 
 
 def _logsumexp(arr: np.ndarray) -> float:
@@ -266,12 +273,7 @@ def check_normalisation(
 
     def by_ntl() -> str:
         for n, i in enumerate(positions):
-            logp = _as_logprobs(
-                _distribution(model, ids[:i], answered=n > 0, at=i),
-                size,
-                "next_token_logprobs",
-                tol,
-            )
+            logp = _distribution(model, ids[:i], tol, answered=n > 0, at=i)
             log_total = _logsumexp(logp)
             if not abs(log_total) <= tol:
                 raise _Broken(_sum_message(i, log_total, tol))
@@ -325,24 +327,18 @@ def check_consistency(
     """``score(ids)[i] == next_token_logprobs(ids[:i])[ids[i]]`` at each position."""
     tol = tolerance(model)
     ids = np.asarray(ids, dtype=np.int64)
-    size = len(model.vocab)
 
     def body() -> str:
-        whole = (
-            full
-            if full is not None
-            else _as_logprobs(model.score(read_only(ids)), len(ids), "score", tol)
-        )
+        whole = _scores(model, ids, full, tol)
         answered = False
         for i in positions:
             if i >= len(ids):
                 continue
             try:
-                raw = _distribution(model, ids[:i], answered=answered, at=i)
+                logp = _distribution(model, ids[:i], tol, answered=answered, at=i)
             except NotImplementedError:
                 return Check("consistency", NOT_APPLICABLE, "no next_token_logprobs to agree with")
             answered = True
-            logp = _as_logprobs(raw, size, "next_token_logprobs", tol)
             expected = logp[ids[i]]
             if _differs(np.array([whole[i]]), np.array([expected]), tol) is not None:
                 raise _Broken(
