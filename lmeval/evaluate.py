@@ -31,7 +31,14 @@ from .plugins import PluginHost, using
 from .records import RECORD_KEYS
 from .saved import save_model
 from .tokenizers import Tokenizer, Vocabulary
-from .verify import DEFAULT_POSITIONS, SPAN, read_only, verify_model
+from .verify import (
+    DEFAULT_POSITIONS,
+    SPAN,
+    ContractViolation,
+    as_logprobs,
+    read_only,
+    verify_model,
+)
 from .version import __version__
 
 POLICY = (
@@ -43,10 +50,6 @@ STREAM_POLICY = (
     "the text is one sequence without end-of-line tokens (stream mode); the first token is "
     "predicted from an empty context; out-of-vocabulary tokens map to <unk> and count as OOVs"
 )
-
-
-class ContractViolation(LmevalError):
-    """A model's scores break the contract of ``LanguageModel.score``."""
 
 
 @dataclass
@@ -65,19 +68,9 @@ class Comparison:
 
 
 def check_scores(logprobs: Any, expected: int) -> np.ndarray:
-    """The scores as float64 if they keep the contract, else :class:`ContractViolation`."""
-    arr = np.asarray(logprobs)
-    if arr.ndim != 1 or arr.shape[0] != expected:
-        raise ContractViolation(
-            f"score() returned shape {arr.shape}, expected one value per token ({expected})"
-        )
-    arr = arr.astype(np.float64, copy=False)
-    if np.isnan(arr).any():
-        raise ContractViolation(f"score() returned NaN at token {int(np.argmax(np.isnan(arr)))}")
-    if (arr > 1e-12).any():
-        i = int(np.argmax(arr > 1e-12))
-        raise ContractViolation(f"score() returned log p = {arr[i]:.3g} > 0 at token {i}")
-    return np.minimum(arr, 0.0)
+    """The scores as float64 if they keep the contract, else :class:`ContractViolation`;
+    a value above 0 by at most 1e-12 is rounding and becomes 0."""
+    return np.minimum(as_logprobs(logprobs, expected, "score()", 1e-12), 0.0)
 
 
 def compute_metrics(

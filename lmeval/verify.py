@@ -32,7 +32,7 @@ from typing import Any
 
 import numpy as np
 
-from .errors import one_line
+from .errors import LmevalError, one_line
 from .models import LanguageModel
 
 #: How far the probabilities of all next tokens may sum from 1 (absolute).
@@ -99,8 +99,9 @@ def read_only(ids: np.ndarray) -> np.ndarray:
     return out
 
 
-class _Broken(Exception):
-    """A check found a violation; its message is the one-line reason."""
+class ContractViolation(LmevalError):
+    """A model's answers break the contract of :class:`lmeval.LanguageModel`; the
+    message is the one-line reason a failed row shows."""
 
 
 def tolerance(model: LanguageModel) -> float:
@@ -130,19 +131,25 @@ def probe_positions(n: int, count: int, seed: int = 0, span: int = SPAN) -> list
     return [0, *sorted(int(i) for i in rest), *far]
 
 
-def _as_logprobs(values: object, expected: int, what: str, tol: float) -> np.ndarray:
+def as_logprobs(
+    values: object, expected: int, what: str, tol: float, per: str = "token"
+) -> np.ndarray:
+    """``values`` as float64 log-probabilities, if they are ``expected`` of them (one
+    per ``per``), none NaN and none above ``tol``; else :class:`ContractViolation`."""
     arr = np.asarray(values)
     if arr.ndim != 1 or arr.shape[0] != expected:
-        raise _Broken(f"{what} returned shape {arr.shape}, expected ({expected},)")
+        raise ContractViolation(
+            f"{what} returned shape {arr.shape}, expected one value per {per} ({expected})"
+        )
     try:
         arr = arr.astype(np.float64)
     except (TypeError, ValueError):
-        raise _Broken(f"{what} returned {arr.dtype} values, not numbers") from None
+        raise ContractViolation(f"{what} returned {arr.dtype} values, not numbers") from None
     if np.isnan(arr).any():
-        raise _Broken(f"{what} returned NaN at index {int(np.argmax(np.isnan(arr)))}")
+        raise ContractViolation(f"{what} returned NaN at {per} {int(np.argmax(np.isnan(arr)))}")
     if (arr > tol).any():
         i = int(np.argmax(arr > tol))
-        raise _Broken(f"{what} returned log p = {arr[i]:.4g} > 0 at index {i}")
+        raise ContractViolation(f"{what} returned log p = {arr[i]:.4g} > 0 at {per} {i}")
     return arr
 
 
@@ -150,7 +157,7 @@ def _run(name: str, body) -> Check:
     """Run one check; a violation or an exception of the model fails it."""
     try:
         detail = body()
-    except _Broken as exc:
+    except ContractViolation as exc:
         return Check(name, FAIL, str(exc))
     except Exception as exc:  # NotImplementedError too: absent methods are handled inside
         return Check(name, FAIL, f"raised {one_line(exc)}")
@@ -194,14 +201,14 @@ def check_causality(
                     tail[tail == ids[m : m + tail_len]] += 1
                     tail %= len(model.vocab)
                 seq = np.concatenate([ids[:m], tail])
-                part = _as_logprobs(model.score(read_only(seq)), len(seq), "score", tol)[:m]
+                part = as_logprobs(model.score(read_only(seq)), len(seq), "score", tol)[:m]
                 reference = whole[:m] if m <= len(whole) else whole
             else:
-                part = _as_logprobs(model.score(read_only(ids[:m])), m, "score", tol)
+                part = as_logprobs(model.score(read_only(ids[:m])), m, "score", tol)
                 reference = whole[:m]
             if (i := _differs(part, reference, tol)) is not None:
                 how = "changing the tokens after" if change_future else "cutting the text after"
-                raise _Broken(
+                raise ContractViolation(
                     f"{how} token {m - 1} changes log p at token {i}: "
                     f"{reference[i]:.6g} became {part[i]:.6g} (the model looks ahead)"
                 )
@@ -230,19 +237,19 @@ def _distribution(
         raw = model.next_token_logprobs(read_only(context))
     except NotImplementedError:
         if answered:
-            raise _Broken(
+            raise ContractViolation(
                 f"next_token_logprobs raised NotImplementedError at token {at} after answering "
                 "at earlier tokens"
             ) from None
         raise
-    return _as_logprobs(raw, len(model.vocab), "next_token_logprobs", tol)
+    return as_logprobs(raw, len(model.vocab), "next_token_logprobs", tol, "vocabulary id")
 
 
 def _scores(model: LanguageModel, ids: np.ndarray, full: np.ndarray | None, tol: float):
     """The scores of the whole text: ``full`` when the caller has them, else computed."""
     if full is not None:
         return full
-    return _as_logprobs(model.score(read_only(ids)), len(ids), "score", tol)
+    return as_logprobs(model.score(read_only(ids)), len(ids), "score", tol)
 
 
 def _logsumexp(arr: np.ndarray) -> float:
@@ -276,7 +283,7 @@ def check_normalisation(
             logp = _distribution(model, ids[:i], tol, answered=n > 0, at=i)
             log_total = _logsumexp(logp)
             if not abs(log_total) <= tol:
-                raise _Broken(_sum_message(i, log_total, tol))
+                raise ContractViolation(_sum_message(i, log_total, tol))
         return f"{len(positions)} positions sum to 1 within {tol:g}"
 
     def by_score() -> str | Check:
@@ -302,10 +309,10 @@ def check_normalisation(
             logp = np.empty(size)
             for v in range(size):
                 seq = np.append(ids[:i], v)
-                logp[v] = _as_logprobs(model.score(read_only(seq)), i + 1, "score", tol)[i]
+                logp[v] = as_logprobs(model.score(read_only(seq)), i + 1, "score", tol)[i]
             log_total = _logsumexp(logp)
             if not abs(log_total) <= tol:
-                raise _Broken(_sum_message(i, log_total, tol))
+                raise ContractViolation(_sum_message(i, log_total, tol))
         done = len(chosen)
         fewer = f" (of {len(positions)}: vocabulary {size:,})" if done < len(positions) else ""
         return f"{done} positions{fewer} sum to 1 within {tol:g}, by scoring every next token"
@@ -341,7 +348,7 @@ def check_consistency(
             answered = True
             expected = logp[ids[i]]
             if _differs(np.array([whole[i]]), np.array([expected]), tol) is not None:
-                raise _Broken(
+                raise ContractViolation(
                     f"score gives log p = {whole[i]:.6g} at token {i} but "
                     f"next_token_logprobs gives {expected:.6g}"
                 )
