@@ -16,7 +16,7 @@ every import and holds the code to this list)::
      4  plugins                         pluggy manager and registries
      3  corpus records verify           splits; record keys; the checks
      2  datasets metrics models         data sets; metrics; the model interface
-     1  files tokenizers                atomic writes; vocabularies
+     1  files tokenizers isolation      atomic writes; vocabularies; child processes
      0  version errors hookspecs progressbars
 """
 

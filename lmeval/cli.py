@@ -10,7 +10,9 @@ from __future__ import annotations
 import io
 import json
 import math
+import signal
 import sys
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,12 +22,15 @@ import click
 
 from .corpus import DEFAULT_SPLIT, parse_split
 from .errors import LmevalError, UsageError, one_line
-from .files import check_writable
+from .files import check_writable, parse_size
 from .host import load_host
 from .plugins import PluginHost, using
 from .report import FORMATS
 from .verify import DEFAULT_POSITIONS
 from .version import __version__
+
+#: Seeds are 32-bit: what numpy's and torch's generators all take.
+MAX_SEED = 2**32 - 1
 
 _PLUGIN_HELP = "Load a plugin from a .py file or module name (repeatable)."
 
@@ -50,14 +55,25 @@ class Invocation:
     debug: bool = False
 
 
+class _Interrupt(BaseException):
+    """A KeyboardInterrupt carried past click, which would print a blank line for it."""
+
+
 class LmevalGroup(click.Group):
     """Loads plugins first, then turns every error into one line."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except KeyboardInterrupt as exc:
+            raise _Interrupt from exc
 
     def main(self, args=None, prog_name=None, complete_var=None, **extra: Any):  # type: ignore[override]
         args = list(sys.argv[1:] if args is None else args)
         debug = "--debug" in args
         if not args:  # bare `lmeval`: the help, as `lmeval --help` prints it
             args = ["--help"]
+        previous_sigterm = _sigterm_interrupts()
         try:
             host = load_host(_scan_plugin_args(args))
             host.register_commands(self)
@@ -76,11 +92,23 @@ class LmevalGroup(click.Group):
             if debug:
                 raise
             _fail(*_error_line(exc))
-        except KeyboardInterrupt:
+        except (KeyboardInterrupt, _Interrupt) as exc:
             if debug:
-                raise
+                raise (exc.__cause__ or exc) from None
             _fail("interrupted", 130)
+        finally:
+            if previous_sigterm is not None:
+                signal.signal(signal.SIGTERM, previous_sigterm)
         sys.exit(code if isinstance(code, int) else 0)
+
+
+def _sigterm_interrupts():
+    """Make SIGTERM (``timeout``, ``docker stop``, batch schedulers) act as Ctrl-C does:
+    training stops at the end of the batch, finished rows are written. Returns the
+    previous handler (``None`` off the main thread, where handlers cannot be set)."""
+    if threading.current_thread() is not threading.main_thread():
+        return None
+    return signal.signal(signal.SIGTERM, signal.default_int_handler)
 
 
 def _error_line(exc: Exception) -> tuple[str, int]:
@@ -173,6 +201,15 @@ def data_options(f: Callable) -> Callable:
             help="Encoding of the text files (.gz files are decompressed).",
         ),
         click.option(
+            "--max-bytes",
+            default="512M",
+            show_default=True,
+            metavar="SIZE",
+            callback=lambda ctx, param, v: parse_size(v),
+            help="Read at most this much of each text file (K, M, G; .gz: decompressed), "
+            "so an endless stream is an error, not a full memory.",
+        ),
+        click.option(
             "--tokenizer",
             default="char",
             show_default=True,
@@ -195,7 +232,7 @@ def data_options(f: Callable) -> Callable:
             "--seed",
             default=0,
             show_default=True,
-            type=click.IntRange(min=0),
+            type=click.IntRange(min=0, max=MAX_SEED),
             help="Seed for every model that samples (same seed, same numbers).",
         ),
     ]
@@ -213,6 +250,7 @@ def _data_kwargs(kw: dict[str, Any]) -> dict[str, Any]:
         "test": kw["test"],
         "split": parse_split(kw["split"]),
         "encoding": kw["encoding"],
+        "max_bytes": kw["max_bytes"],
         "tokenizer": kw["tokenizer"],
         "lines": not kw["stream"],
         "min_freq": kw["min_freq"],
@@ -263,7 +301,7 @@ def _data_kwargs(kw: dict[str, Any]) -> dict[str, Any]:
 )
 @click.option(
     "--verify-seed",
-    type=click.IntRange(min=0),
+    type=click.IntRange(min=0, max=MAX_SEED),
     metavar="N",
     help="Seed of the verified positions (default: random, recorded in the meta, so "
     "that a model cannot know where it is probed; give it to repeat a verification).",
@@ -273,6 +311,13 @@ def _data_kwargs(kw: dict[str, Any]) -> dict[str, Any]:
     is_flag=True,
     help="Skip the checks: records say verified: null, the caption says verification "
     "was off (not recommended).",
+)
+@click.option(
+    "--isolate",
+    is_flag=True,
+    help="Fit and score each model in a child process of its own, so that a crash in "
+    "native code (a segmentation fault) fails only its row; costs a new interpreter "
+    "per model (about a second) and shows no progress of the model's own work.",
 )
 @click.option("-q", "--quiet", is_flag=True, help="No progress bars.")
 @plugin_option
@@ -286,6 +331,7 @@ def compare(
     verify_positions,
     verify_seed,
     no_verify,
+    isolate,
     quiet,
     **kw,
 ) -> None:
@@ -307,9 +353,11 @@ def compare(
     tokens, chars, bytes, lines, oovs, oov_rate, fit_seconds, score_seconds,
     params, verified, verify_error (and error for a failed model). Infinite
     values are null in JSON. Exit status 1 when any row failed.
+    Ctrl-C (or SIGTERM) stops the comparison; the rows that finished are
+    still shown or written, and the exit status is 130.
     """
+    from .evaluate import Interrupted, default_specs
     from .evaluate import compare as run_compare
-    from .evaluate import default_specs
     from .progressbars import progress, set_progress
     from .report import render, render_table
 
@@ -319,16 +367,23 @@ def compare(
     data = _data_kwargs(kw)
     specs = list(models) or None
     total = len(specs) if specs else len(default_specs(run.host))
-    with progress("compare", total=total) as bar:
-        result = run_compare(
-            specs,
-            save_models=save_models,
-            verify=0 if no_verify else verify_positions,
-            verify_seed=verify_seed,
-            host=run.host,
-            on_result=lambda r: bar.update(advance=1, info=f"done: {r['label']}"),
-            **data,
-        )
+    interrupted = None
+    try:
+        with progress("compare", total=total) as bar:
+            result = run_compare(
+                specs,
+                save_models=save_models,
+                verify=0 if no_verify else verify_positions,
+                verify_seed=verify_seed,
+                host=run.host,
+                on_result=lambda r: bar.update(advance=1, info=f"done: {r['label']}"),
+                isolate=isolate,
+                **data,
+            )
+    except Interrupted as exc:
+        if not exc.comparison.results:
+            raise
+        result, interrupted = exc.comparison, exc.comparison.meta["interrupted"]["not_run"]
     if run.debug:
         for label, text in result.tracebacks.items():
             click.echo(f"lmeval: traceback of {label}:\n{text}", err=True)
@@ -342,6 +397,9 @@ def compare(
         _emit(buffer.getvalue(), output)
     else:
         _emit(render(result, fmt), output)
+    if interrupted is not None:
+        left = f"; not run: {', '.join(interrupted)}" if interrupted else ""
+        _fail(f"interrupted: the {len(result.results)} finished row(s) are above{left}", 130)
     failed = [r["label"] for r in result.results if r.get("error")]
     if failed:
         # the results are written; the status tells a script that a row holds an error
@@ -440,7 +498,7 @@ def generate(run: Invocation, spec, load, prefix, length, temperature, quiet, **
     "--seed",
     default=0,
     show_default=True,
-    type=click.IntRange(min=0),
+    type=click.IntRange(min=0, max=MAX_SEED),
     help="Seed of the model and of the probed positions.",
 )
 @listing_format

@@ -14,7 +14,7 @@ from typing import TypedDict
 
 from .datasets import BUILTIN_DATASETS
 from .errors import UsageError
-from .files import read_text
+from .files import DEFAULT_MAX_BYTES, read_text
 from .tokenizers import split_lines
 
 DEFAULT_SPLIT = (0.8, 0.1, 0.1)
@@ -55,13 +55,29 @@ def parse_split(text: str) -> tuple[float, float, float]:
         parts.append(1.0 - sum(parts))
     if len(parts) != 3 or not all(0 <= p <= 1 for p in parts) or abs(sum(parts) - 1.0) > 1e-6:
         raise UsageError(f"bad --split {text!r}: give three fractions >= 0 that sum to 1")
-    return parts[0], parts[1], parts[2]
+    fractions = parts[0], parts[1], parts[2]
+    _refuse_empty_part(fractions, f"bad --split {text!r}: it")
+    return fractions
+
+
+def _refuse_empty_part(fractions: tuple[float, float, float], subject: str) -> None:
+    """A train or test fraction of 0 would get what rounding leaves (a line or two)."""
+    if fractions[0] <= 0 or fractions[2] <= 1e-9:
+        which = "training" if fractions[0] <= 0 else "test"
+        raise UsageError(
+            f"{subject} leaves the {which} set empty: give it a fraction, e.g. 0.8,0.1,0.1"
+        )
 
 
 def split_text(
     text: str, fractions: tuple[float, float, float] = DEFAULT_SPLIT, name: str = "text"
 ) -> Corpus:
-    """Cut ``text`` into contiguous train / valid / test runs of lines."""
+    """Cut ``text`` into contiguous train / valid / test runs of lines.
+
+    A part whose fraction is 0 is refused (:func:`parse_split` says so for
+    ``--split``): it would otherwise get what rounding leaves, a line or two.
+    """
+    _refuse_empty_part(fractions, f"the split {fractions} of {name}")
     lines = _lines(text)
     n = len(lines)
     n_train = int(n * fractions[0])
@@ -92,6 +108,7 @@ class DataOptions(TypedDict, total=False):
     dataset: str | None
     split: tuple[float, float, float]
     encoding: str
+    max_bytes: int
 
 
 def load_corpus(
@@ -103,18 +120,20 @@ def load_corpus(
     dataset: str | None = None,
     split: tuple[float, float, float] = DEFAULT_SPLIT,
     encoding: str = "utf-8",
+    max_bytes: int = DEFAULT_MAX_BYTES,
     datasets=None,
 ) -> Corpus:
     """The corpus from exactly one source: ``text`` (split), ``train``+``test`` files,
     or a registered ``dataset`` (split). ``datasets`` is the registry to look names up in
-    (a plugin host's ``datasets``); without it only lmeval's own data sets are known."""
+    (a plugin host's ``datasets``); without it only lmeval's own data sets are known.
+    ``max_bytes`` bounds what is read from each file (see :func:`lmeval.read_text`)."""
     if train is not None or test is not None:
         if text is not None or dataset is not None:
             raise UsageError("give either --train/--test files or --text/--dataset, not both")
         if train is None or test is None:
             raise UsageError("--train and --test go together (and --valid optionally)")
         files = {"train": train, "valid": valid, "test": test}
-        texts = {k: read_text(p, encoding) for k, p in files.items() if p is not None}
+        texts = {k: read_text(p, encoding, max_bytes) for k, p in files.items() if p is not None}
         return Corpus(
             name=Path(train).name,
             train=texts["train"],
@@ -127,7 +146,7 @@ def load_corpus(
     if text is not None and dataset is not None:
         raise UsageError("give either --text or --dataset, not both")
     if text is not None:
-        corpus = split_text(read_text(text, encoding), split, name=Path(text).name)
+        corpus = split_text(read_text(text, encoding, max_bytes), split, name=Path(text).name)
         return _with_sources(corpus, {"text": str(text)})
     name = dataset or "pydoc-topics"
     if datasets is not None:

@@ -67,6 +67,20 @@ class Comparison:
         return {"results": self.results, "meta": self.meta}
 
 
+class Interrupted(KeyboardInterrupt):
+    """Ctrl-C (or SIGTERM, which the command line turns into one) stopped a comparison.
+
+    ``comparison`` holds the rows that finished, and its meta says which models
+    did not run (``meta["interrupted"]``), so that hours of finished work are
+    still written. It is a :class:`KeyboardInterrupt`: code that does not look
+    for it stops as it would on Ctrl-C.
+    """
+
+    def __init__(self, comparison: Comparison) -> None:
+        super().__init__("interrupted")
+        self.comparison = comparison
+
+
 def check_scores(logprobs: Any, expected: int) -> np.ndarray:
     """The scores as float64 if they keep the contract, else :class:`ContractViolation`;
     a value above 0 by at most 1e-12 is rounding and becomes 0."""
@@ -238,9 +252,10 @@ def evaluate_model(
     if metric_errors:
         record["details"]["metric_errors"] = metric_errors
     if save_dir is not None:
-        path = save_dir / f"{_safe_name(spec.label)}.lmz"
+        path = saved_path(save_dir, spec.label)
         try:
             save_model(model, path, spec.text, tokenizer.name)
+            record["details"]["saved_to"] = str(path)
         except NotImplementedError as exc:
             record["details"]["save_error"] = str(exc)
         except (KeyboardInterrupt, UsageError):
@@ -277,8 +292,25 @@ def tokenizer_for(model: LanguageModel, tokenizer: Tokenizer, host: PluginHost) 
     return tok
 
 
-def _safe_name(label: str) -> str:
-    return "".join(c if c.isalnum() or c in "-_.=" else "_" for c in label)
+def saved_path(save_dir: Path, label: str) -> Path:
+    """Where ``--save-models DIR`` saves the row ``label``: ``DIR/LABEL.lmz``, with
+    every character that is not a letter, digit or ``-_.=`` made ``_``."""
+    return save_dir / ("".join(c if c.isalnum() or c in "-_.=" else "_" for c in label) + ".lmz")
+
+
+def check_saved_paths(specs: list[ModelSpec], save_dir: Path) -> None:
+    """Refuse (before any training) two rows that would be saved to one file, which
+    would silently keep only the last; names differing only in case count as one
+    (a file system may not tell them apart)."""
+    seen: dict[str, str] = {}
+    for spec in specs:
+        path = saved_path(save_dir, spec.label)
+        if (other := seen.get(path.name.lower())) is not None:
+            raise UsageError(
+                f"models {other!r} and {spec.label!r} would both be saved as {path}: "
+                "label them apart (LABEL=SPEC)"
+            )
+        seen[path.name.lower()] = spec.label
 
 
 def seed_everything(seed: int) -> None:
@@ -315,6 +347,7 @@ def compare(
     verify_seed: int | None = None,
     host: PluginHost | None = None,
     on_result: Callable[[dict[str, Any]], None] | None = None,
+    isolate: bool = False,
     **data: Unpack[DataOptions],
 ) -> Comparison:
     """Fit every model on the training text, score the test text, verify each row.
@@ -331,6 +364,13 @@ def compare(
     (``host``, from :func:`lmeval.load_host`, to reuse one); a plugin that
     fails to load is a :class:`PluginWarning` and is listed in the meta.
     ``on_result(record)`` is called as each model finishes.
+    ``isolate`` fits and scores each model in a child process of its own (see
+    :mod:`lmeval.isolation`): a crash in native code costs only its row. The
+    child loads the same plugins by name (``plugins``, ``--plugin``, the
+    environment), so a plugin object registered on ``host`` in Python is not
+    there.
+
+    Ctrl-C raises :class:`Interrupted`, which holds the rows that finished.
     """
     if verify < 0:
         raise UsageError(f"verify={verify}: give the number of positions to probe (0 = off)")
@@ -343,6 +383,7 @@ def compare(
     prepared = prepare_models(specs, tok, seed=seed, host=host)
     save_dir = Path(save_models) if save_models is not None else None
     if save_dir is not None:
+        check_saved_paths(specs, save_dir)
         try:
             save_dir.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
@@ -350,28 +391,120 @@ def compare(
     comparison = Comparison(results=[], meta={})
 
     def remember(label: str, exc: BaseException) -> None:
-        comparison.tracebacks[label] = "".join(traceback.format_exception(exc))
+        text = exc.text if isinstance(exc, _Traceback) else None
+        comparison.tracebacks[label] = text or "".join(traceback.format_exception(exc))
 
-    for spec, model, model_tok in prepared:
-        record, scores = evaluate_model(
-            model,
-            corpus,
-            model_tok,
-            spec=spec,
-            seed=seed,
-            host=host,
-            save_dir=save_dir,
-            verify_positions=verify,
-            verify_seed=verify_seed,
-            on_error=remember,
-        )
-        comparison.results.append(record)
-        if scores is not None:
-            comparison.scores[spec.label] = scores
-        if on_result is not None:
-            on_result(record)
+    try:
+        for spec, model, model_tok in prepared:
+            if isolate:
+                job = IsolatedJob(
+                    host.extra_sources, spec, corpus, tokenizer, lines, min_freq, seed,
+                    save_dir, verify, verify_seed,
+                )  # fmt: skip
+                record, scores = evaluate_isolated(job, on_error=remember)
+            else:
+                record, scores = evaluate_model(
+                    model,
+                    corpus,
+                    model_tok,
+                    spec=spec,
+                    seed=seed,
+                    host=host,
+                    save_dir=save_dir,
+                    verify_positions=verify,
+                    verify_seed=verify_seed,
+                    on_error=remember,
+                )
+            comparison.results.append(record)
+            if scores is not None:
+                comparison.scores[spec.label] = scores
+            if on_result is not None:
+                on_result(record)
+    except KeyboardInterrupt:
+        comparison.meta = _meta(corpus, tok, seed, comparison.results, host, verify, verify_seed)
+        done = {r["label"] for r in comparison.results}
+        comparison.meta["interrupted"] = {
+            "not_run": [spec.label for spec, _, _ in prepared if spec.label not in done]
+        }
+        raise Interrupted(comparison) from None
     comparison.meta = _meta(corpus, tok, seed, comparison.results, host, verify, verify_seed)
+    comparison.meta["isolated"] = isolate
     return comparison
+
+
+@dataclass(frozen=True)
+class IsolatedJob:
+    """Everything a child process needs to fit and score one row (all picklable)."""
+
+    plugins: list[str]
+    spec: ModelSpec
+    corpus: Corpus
+    tokenizer: str
+    lines: bool
+    min_freq: int
+    seed: int
+    save_dir: Path | None
+    verify: int
+    verify_seed: int
+
+
+def _run_job(job: IsolatedJob) -> tuple[dict[str, Any], Scores | None, dict[str, str]]:
+    """The child's side of :func:`evaluate_isolated`: the row, its scores, tracebacks."""
+    host = load_host(job.plugins)
+    corpus, tok = _setup(host, job.corpus, job.tokenizer, job.lines, job.min_freq)
+    [(spec, model, model_tok)] = prepare_models([job.spec], tok, seed=job.seed, host=host)
+    tracebacks: dict[str, str] = {}
+    record, scores = evaluate_model(
+        model,
+        corpus,
+        model_tok,
+        spec=spec,
+        seed=job.seed,
+        host=host,
+        save_dir=job.save_dir,
+        verify_positions=job.verify,
+        verify_seed=job.verify_seed,
+        on_error=lambda label, exc: tracebacks.update(
+            {label: "".join(traceback.format_exception(exc))}
+        ),
+    )
+    return record, scores, tracebacks
+
+
+def evaluate_isolated(
+    job: IsolatedJob, on_error: ErrorHook | None = None
+) -> tuple[dict[str, Any], Scores | None]:
+    """:func:`evaluate_model` in a child process: a crash there fails only this row.
+
+    A Ctrl-C is passed to the child; if the child ends by it, :class:`KeyboardInterrupt`
+    is raised here, as without isolation.
+    """
+    from .isolation import run_in_child
+
+    outcome = run_in_child(_run_job, job)
+    if outcome.interrupted:
+        raise KeyboardInterrupt
+    if outcome.value is not None:
+        record, scores, tracebacks = outcome.value
+        if on_error is not None:
+            for label, text in tracebacks.items():
+                on_error(label, _Traceback(text))
+        record["details"] = {**(record.get("details") or {}), "isolated": True}
+        return record, scores
+    record = dict.fromkeys(RECORD_KEYS)
+    record.update(label=job.spec.label, spec=job.spec.text, error=outcome.error)
+    record["details"] = {"isolated": True}
+    if on_error is not None and outcome.traceback:
+        on_error(job.spec.label, _Traceback(outcome.traceback))
+    return record, None
+
+
+class _Traceback(Exception):
+    """A traceback that happened in a child process, carried back as its text."""
+
+    def __init__(self, text: str) -> None:
+        super().__init__(text)
+        self.text = text
 
 
 def train(

@@ -1,11 +1,27 @@
-"""Reading user files safely and writing outputs atomically."""
+"""Reading user files safely and writing outputs atomically.
+
+What lmeval promises about files (the README's "Errors" section):
+
+* An output is written to a temporary file beside it and renamed over it, so a
+  failure (a full disk, an exception, Ctrl-C) leaves the old file intact and
+  no temporary file behind. A symbolic link is followed: its target is
+  replaced, the link stays. A device, pipe or ``-`` (standard output) is
+  written in place, never renamed over.
+* An input is read with a size limit (:data:`DEFAULT_MAX_BYTES`, ``.gz``
+  files after decompression), so an endless stream (``/dev/zero``) or a
+  decompression bomb ends in an error, not in exhausted memory.
+"""
 
 from __future__ import annotations
 
+import errno
 import gzip
 import os
+import re
 import stat
+import sys
 import tempfile
+import zlib
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -13,30 +29,108 @@ from typing import IO
 
 from .errors import LmevalError, UsageError
 
+#: The most bytes :func:`read_text` reads from one file unless told otherwise (512 MiB:
+#: ten times enwik8; a character model's ids take 8 bytes per character on top).
+DEFAULT_MAX_BYTES = 512 * 2**20
+
+#: Read this much at a time, so that a limit or a NUL byte stops an endless input early.
+_CHUNK = 2**20
+
+STDOUT = "-"
+
+
+def parse_size(text: str) -> int:
+    """``"512M"``, ``"2G"``, ``"100k"``, ``"1000"`` -> bytes (binary multiples)."""
+    m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([kKmMgGtT]?)(?:i?[bB])?\s*", text)
+    if m is None:
+        raise UsageError(f"bad size {text!r}: give bytes, or a number with K, M or G (512M)")
+    scale = 1024 ** " KMGT".index(m.group(2).upper() or " ")
+    value = int(float(m.group(1)) * scale)
+    if value < 1:
+        raise UsageError(f"bad size {text!r}: must be at least one byte")
+    return value
+
+
+def format_size(n: int) -> str:
+    """Bytes for a person: ``536870912`` -> ``"512 MiB"``."""
+    for unit, scale in (("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10)):
+        if n >= scale:
+            return f"{n / scale:.3g} {unit}"
+    return f"{n} bytes"
+
+
+# -- writing ------------------------------------------------------------------
+
+
+def _target(path: str | os.PathLike[str]) -> Path:
+    """Where writing to ``path`` lands: a symbolic link's final target (made
+    absolute), else ``path``."""
+    p = Path(path)
+    return Path(os.path.realpath(p)) if p.is_symlink() else p
+
+
+def _writes_in_place(path: str | os.PathLike[str]) -> bool:
+    """Whether ``path`` must be written where it is: ``-``, an existing device, pipe or
+    socket (``/dev/stdout``, ``/dev/full``), or anything under ``/dev`` or ``/proc``."""
+    if str(path) == STDOUT:
+        return True
+    p = Path(path)
+    for where in (p, Path(os.path.realpath(p))):
+        if where.is_absolute() and where.parts[1:2] in (("dev",), ("proc",)):
+            return True
+    try:
+        mode = p.stat().st_mode
+    except OSError:
+        return False
+    return not stat.S_ISREG(mode) and not stat.S_ISDIR(mode)
+
 
 def check_writable(path: str | os.PathLike[str]) -> Path:
     """``path`` as a Path if a file can be written there, else a one-line :class:`UsageError`.
 
     Called before long work starts, so a typo in ``--output`` costs nothing.
     """
-    target = Path(path)
+    if _writes_in_place(path):
+        return Path(path)
+    target = _target(path)
     parent = target.parent if str(target.parent) else Path(".")
     if target.is_dir():
-        raise UsageError(f"cannot write {target}: it is a folder, give a file name")
+        raise UsageError(f"cannot write {path}: it is a folder, give a file name")
     if not parent.is_dir():
-        raise UsageError(f"cannot write {target}: folder {parent} does not exist")
-    if not os.access(parent, os.W_OK) and not _is_special(target):
-        raise UsageError(f"cannot write {target}: folder {parent} is not writable")
+        raise UsageError(f"cannot write {path}: folder {parent} does not exist")
+    if not os.access(parent, os.W_OK):
+        raise UsageError(f"cannot write {path}: folder {parent} is not writable")
+    if target.exists() and not os.access(target, os.W_OK):
+        raise UsageError(f"cannot write {path}: the file is read-only (it is kept as it is)")
     return target
 
 
-def _is_special(path: Path) -> bool:
-    """A device, pipe or socket (``/dev/stdout``): written in place, never replaced."""
+def write_error(path: str | os.PathLike[str], exc: OSError) -> LmevalError:
+    """The one-line error for a failed write to ``path``; a full disk names the device."""
+    if exc.errno == errno.ENOSPC:
+        return LmevalError(
+            f"cannot write {path}: no space left on {_device_of(path)}; "
+            "free some space or write elsewhere (any previous file is unchanged)"
+        )
+    if exc.errno == errno.EDQUOT:
+        return LmevalError(f"cannot write {path}: disk quota exceeded (any previous file kept)")
+    return LmevalError(f"cannot write {path}: {exc.strerror or exc}")
+
+
+def _device_of(path: str | os.PathLike[str]) -> str:
+    """The device a path is on, as a person knows it: the file itself for a device
+    (``/dev/full``), else the mount point of its folder (``the file system at /home``)."""
+    p = Path(path)
+    if _writes_in_place(p):
+        return f"device {p}"
+    folder = Path(os.path.abspath(_target(p).parent))
     try:
-        mode = path.stat().st_mode
+        dev = folder.stat().st_dev
+        while folder.parent != folder and folder.parent.stat().st_dev == dev:
+            folder = folder.parent
     except OSError:
-        return False
-    return not stat.S_ISREG(mode) and not stat.S_ISDIR(mode)
+        pass
+    return f"the file system at {folder}"
 
 
 @contextmanager
@@ -45,21 +139,23 @@ def atomic_write(path: str | os.PathLike[str], mode: str = "w", **kwargs) -> Ite
 
     Writers that take a file object (``np.savez``, ``torch.save``) get the
     handle in binary mode (``mode="wb"``). Readers never see a half-written
-    file, and a failure (an exception, Ctrl-C) leaves any previous ``path``
-    untouched and no temporary file behind. The result gets the permissions
-    the old file had (a new file: the usual ones under the umask). A device or
-    pipe (``/dev/stdout``) is written directly, as renaming over it would
-    replace it.
+    file, and a failure (an exception, Ctrl-C, a full disk) leaves any previous
+    ``path`` untouched and no temporary file behind; a full disk is a one-line
+    :class:`LmevalError` naming the device. The result gets the permissions the
+    old file had (a new file: the usual ones under the umask). A symbolic link
+    is followed (its target is replaced, the link kept); ``-`` is standard
+    output, and a device or pipe (``/dev/stdout``) is written in place, as
+    renaming over it would replace it.
     """
-    target = check_writable(path)
-    if _is_special(target):
-        with open(target, mode, **kwargs) as handle:
+    if _writes_in_place(path):
+        with _in_place(path, mode, **kwargs) as handle:
             yield handle
         return
+    target = check_writable(path)
     try:
         fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
     except OSError as exc:
-        raise LmevalError(f"cannot write {target}: {exc.strerror or exc}") from None
+        raise write_error(path, exc) from None
     try:
         os.chmod(tmp, _mode_for(target))
         with os.fdopen(fd, mode, **kwargs) as handle:
@@ -67,10 +163,29 @@ def atomic_write(path: str | os.PathLike[str], mode: str = "w", **kwargs) -> Ite
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(tmp, target)
-    except BaseException:
+    except BaseException as exc:
         with _suppress_os_error():
             os.unlink(tmp)
+        if isinstance(exc, OSError) and exc.errno is not None:
+            raise write_error(path, exc) from None
         raise
+
+
+@contextmanager
+def _in_place(path: str | os.PathLike[str], mode: str, **kwargs) -> Iterator[IO]:
+    """A handle on ``-`` (standard output, left open) or on a device or pipe."""
+    try:
+        if str(path) == STDOUT:
+            stream = sys.stdout.buffer if "b" in mode else sys.stdout
+            yield stream
+            stream.flush()
+            return
+        with open(path, mode, **kwargs) as handle:
+            yield handle
+    except OSError as exc:
+        if exc.errno is None:
+            raise
+        raise write_error(path, exc) from None
 
 
 def _mode_for(target: Path) -> int:
@@ -90,37 +205,100 @@ def _suppress_os_error() -> Iterator[None]:
         pass
 
 
-def read_text(path: str | os.PathLike[str], encoding: str = "utf-8") -> str:
-    """The text of a file (``.gz`` decompressed), with one-line errors for bad input.
+# -- reading ------------------------------------------------------------------
 
-    Refuses missing, unreadable, empty and binary files (a NUL byte) and names
-    the byte offset of invalid input for the encoding.
+
+def read_bytes(
+    path: str | os.PathLike[str], max_bytes: int = DEFAULT_MAX_BYTES, *, what: str = "file"
+) -> bytes:
+    """The bytes of a file (``.gz`` decompressed), at most ``max_bytes`` of them.
+
+    Reads in chunks, so an endless stream or a decompression bomb is refused
+    after ``max_bytes`` (a one-line :class:`LmevalError` saying how to raise
+    the limit) instead of filling memory. Missing files, folders and damaged
+    ``.gz`` files are one-line errors too.
     """
     p = Path(path)
     if not p.exists():
-        raise LmevalError(f"file not found: {p}")
+        raise LmevalError(f"{what} not found: {p}")
     if p.is_dir():
-        raise LmevalError(f"{p} is a folder, not a text file")
+        raise LmevalError(f"{p} is a folder, not a {what}")
+    chunks: list[bytes] = []
+    size = 0
     try:
-        if p.suffix == ".gz":
-            with gzip.open(p, "rb") as handle:
-                data = handle.read()
-        else:
-            data = p.read_bytes()
-    except (OSError, EOFError) as exc:
-        raise LmevalError(f"cannot read {p}: {getattr(exc, 'strerror', None) or exc}") from None
+        opener = gzip.open if p.suffix == ".gz" else open
+        with opener(p, "rb") as handle:
+            while chunk := handle.read(min(_CHUNK, max_bytes + 1 - size)):
+                chunks.append(chunk)
+                size += len(chunk)
+                if size > max_bytes:
+                    raise LmevalError(
+                        f"{p} holds more than {format_size(max_bytes)}"
+                        + (" once decompressed" if p.suffix == ".gz" else "")
+                        + f" (the limit): pass --max-bytes {_larger(max_bytes)} to read more"
+                    )
+    except (gzip.BadGzipFile, zlib.error, EOFError) as exc:
+        raise LmevalError(f"{p} is a damaged gzip file ({exc or 'it ends early'})") from None
+    except OSError as exc:
+        raise LmevalError(f"cannot read {p}: {exc.strerror or exc}") from None
+    return b"".join(chunks)
+
+
+def _larger(limit: int) -> str:
+    """A limit four times ``limit``, spelled as ``--max-bytes`` takes it."""
+    bigger = limit * 4
+    for suffix, scale in (("G", 2**30), ("M", 2**20), ("K", 2**10)):
+        if bigger >= scale and bigger % scale == 0:
+            return f"{bigger // scale}{suffix}"
+    return str(bigger)
+
+
+def read_text(
+    path: str | os.PathLike[str], encoding: str = "utf-8", max_bytes: int = DEFAULT_MAX_BYTES
+) -> str:
+    """The text of a file (``.gz`` decompressed), with one-line errors for bad input.
+
+    Refuses missing, unreadable, empty, binary (a NUL byte anywhere) and
+    oversized files (more than ``max_bytes``), points a UTF-16 file at
+    ``--encoding``, and names the byte offset of input invalid for the encoding.
+    """
+    p = Path(path)
+    data = read_bytes(p, max_bytes)
     if not data.strip():
         raise LmevalError(f"{p} is empty: give a file with some text")
-    if b"\x00" in data[:65536] and not encoding.lower().startswith("utf-16"):
-        raise LmevalError(f"{p} looks binary (it contains NUL bytes): give a text file")
+    wide = encoding.lower().replace("_", "-").startswith(("utf-16", "utf-32", "utf16", "utf32"))
+    if not wide and (nul := data.find(b"\x00")) >= 0:
+        if _looks_utf16(data):
+            raise LmevalError(f"{p} looks like UTF-16 text: pass --encoding utf-16")
+        raise LmevalError(f"{p} looks binary (a NUL byte at offset {nul:,}): give a text file")
     try:
         text = data.decode(encoding)
     except LookupError:
         raise UsageError(f"unknown encoding {encoding!r}") from None
     except UnicodeDecodeError as exc:
+        if not wide and _looks_utf16(data):
+            raise LmevalError(f"{p} looks like UTF-16 text: pass --encoding utf-16") from None
         raise LmevalError(
             f"{p} is not valid {encoding} (byte {exc.start}): pass --encoding, e.g. latin-1"
         ) from None
     # Line ends are normalised and a byte-order mark dropped: checksums and byte
     # counts describe the text as lmeval reads it, not the raw file.
     return text.removeprefix("\ufeff").replace("\r\n", "\n")
+
+
+def _looks_utf16(data: bytes) -> bool:
+    """Whether ``data`` reads as UTF-16 and either starts with its byte-order mark or
+    has a NUL in nearly every other byte of its start (ASCII text in UTF-16)."""
+    head = data[:4096]
+    if len(head) < 8:
+        return False
+    try:
+        data.decode("utf-16")
+    except UnicodeDecodeError:
+        return False
+    if head.startswith((b"\xff\xfe", b"\xfe\xff")):
+        return True
+    halves = (head[0::2], head[1::2])
+    return any(
+        h.count(0) >= 0.9 * len(h) and o.count(0) <= 0.1 * len(o) for h, o in (halves, halves[::-1])
+    )

@@ -24,7 +24,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from .errors import UsageError
+from .errors import LmevalError, UsageError
 from .tokenizers import Vocabulary
 
 
@@ -149,16 +149,20 @@ class LanguageModel(ABC):
     ) -> np.ndarray:
         """``n`` sampled ids following ``prefix_ids`` (temperature 0 is greedy).
 
-        The default samples from :meth:`next_token_logprobs` one token at a time.
+        The default samples from :meth:`next_token_logprobs` one token at a time,
+        handing it a read-only view of one growing buffer, so that the cost per
+        token is the model's own (a model that reads only the last few ids makes
+        ``n`` tokens cost O(n), not O(n^2)).
         """
         rng = np.random.default_rng(seed)
-        context = list(np.asarray(prefix_ids, dtype=np.int64))
-        out: list[int] = []
-        for _ in range(n):
-            logp = self.next_token_logprobs(np.asarray(context, dtype=np.int64))
-            out.append(sample_id(logp, temperature, rng))
-            context.append(out[-1])
-        return np.asarray(out, dtype=np.int64)
+        prefix = np.asarray(prefix_ids, dtype=np.int64).reshape(-1)
+        context = np.empty(len(prefix) + n, dtype=np.int64)
+        context[: len(prefix)] = prefix
+        for i in range(len(prefix), len(context)):
+            view = context[:i]
+            view.flags.writeable = False
+            context[i] = sample_id(self.next_token_logprobs(view), temperature, rng)
+        return context[len(prefix) :].copy()
 
     def save(self, path: Path) -> None:
         """Write the fitted model to the one file ``path`` (which :meth:`load` reads).
@@ -186,8 +190,15 @@ class LanguageModel(ABC):
 
 
 def sample_id(logp: np.ndarray, temperature: float, rng: np.random.Generator) -> int:
-    """One id drawn from ``softmax(logp / temperature)``; temperature 0 takes the argmax."""
+    """One id drawn from ``softmax(logp / temperature)``; temperature 0 takes the argmax.
+
+    A distribution with nothing to draw (every probability 0, or NaN) is a
+    one-line :class:`LmevalError`, not numpy's ``ValueError``.
+    """
     logp = np.asarray(logp, dtype=np.float64)
+    if logp.ndim != 1 or not len(logp) or np.isnan(logp).any() or not np.isfinite(logp.max()):
+        what = "NaN" if logp.size and np.isnan(logp).any() else "probability 0 to every token"
+        raise LmevalError(f"cannot sample the next token: the model gives {what}")
     if temperature <= 0:
         return int(np.argmax(logp))
     with np.errstate(over="ignore", under="ignore", invalid="ignore"):
@@ -256,6 +267,8 @@ def parse_spec(text: str) -> ModelSpec:
         key, eq, value = item.partition("=")
         if not eq or not key.strip():
             raise UsageError(f"bad model spec {text!r}: {item!r} is not key=value")
+        if key.strip() in params:
+            raise UsageError(f"bad model spec {text!r}: {key.strip()} is given twice")
         params[key.strip()] = value.strip()
     if colon and not params:
         raise UsageError(f"bad model spec {text!r}: nothing after ':'")

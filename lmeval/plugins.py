@@ -108,6 +108,9 @@ class PluginHost:
         self.datasets: Registry[Dataset] = Registry("dataset")
         self._commands_added: set[str] = set()
         self._files: set[Path] = set()  # resolved paths of the plugin files loaded
+        #: The files and modules loaded by name beyond the environment's (``--plugin``,
+        #: ``plugins=``): what a child process loads to have the same plugins.
+        self.extra_sources: list[str] = []
 
     # -- adding one plugin ---------------------------------------------------
 
@@ -193,6 +196,8 @@ class PluginHost:
         spec = spec.strip()
         if not spec:
             return
+        if source != "LMEVAL_PLUGINS" and spec not in self.extra_sources:
+            self.extra_sources.append(spec)
         if not (spec.endswith(".py") or "/" in spec or "\\" in spec):
             self.load_module(spec, source)
             return

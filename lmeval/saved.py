@@ -10,6 +10,7 @@ own ``load``, which never unpickles arbitrary objects.
 from __future__ import annotations
 
 import json
+import shutil
 import tempfile
 import zipfile
 from pathlib import Path
@@ -17,8 +18,8 @@ from typing import Any
 
 import numpy as np
 
-from .errors import LmevalError
-from .files import atomic_write
+from .errors import LmevalError, UsageError, one_line
+from .files import atomic_write, format_size
 from .models import LanguageModel, Param
 from .plugins import Registry, active_host
 from .tokenizers import Vocabulary
@@ -57,16 +58,68 @@ def save_model(model: LanguageModel, path: Path, spec: str, tokenizer: str) -> N
             archive.write(payload, "model")
 
 
-def read_meta(path: Path) -> dict[str, Any]:
+#: The largest ``meta.json`` read (a word vocabulary of a million types is ~20 MB).
+META_MAX_BYTES = 64 * 2**20
+#: A member that expands more than this many times its compressed size is refused
+#: (lmeval stores members uncompressed, ratio 1; deflated text is ~3-10).
+MAX_RATIO = 100
+#: The keys ``meta.json`` must have, and their types.
+META_KEYS: dict[str, type] = {"format": str, "model": str, "spec": str, "tokenizer": str}
+
+
+def _member(archive: zipfile.ZipFile, path: Path, name: str, limit: int | None) -> zipfile.ZipInfo:
+    """The archive's member ``name``, checked by its declared sizes before a byte is read:
+    present, at most ``limit`` bytes, not a decompression bomb. (The sizes it declares
+    also bound what is read: a member that expands further is cut off and fails its CRC.)"""
     try:
-        with zipfile.ZipFile(path) as archive:
-            meta = json.loads(archive.read("meta.json"))
+        info = archive.getinfo(name)
+    except KeyError:
+        raise LmevalError(
+            f"{path} has no {name!r} member: it is not a complete saved lmeval model "
+            "(save it again with compare --save-models)"
+        ) from None
+    if limit is not None and info.file_size > limit:
+        raise LmevalError(
+            f"{path}: its {name} declares {format_size(info.file_size)}, more than the "
+            f"{format_size(limit)} a saved model's {name} may hold; it is not one lmeval wrote"
+        )
+    if info.file_size > 2**20 and info.file_size > MAX_RATIO * max(1, info.compress_size):
+        raise LmevalError(
+            f"{path}: its {name} expands {format_size(info.compress_size)} into "
+            f"{format_size(info.file_size)} (a decompression bomb?); refused"
+        )
+    return info
+
+
+def _open_archive(path: Path) -> zipfile.ZipFile:
+    try:
+        return zipfile.ZipFile(path)
     except FileNotFoundError:
         raise LmevalError(f"saved model not found: {path}") from None
-    except (zipfile.BadZipFile, KeyError, ValueError, OSError) as exc:
-        raise LmevalError(f"{path} is not a saved lmeval model ({exc})") from None
+    except IsADirectoryError:
+        raise LmevalError(f"{path} is a folder, not a saved model (.lmz)") from None
+    except (zipfile.BadZipFile, OSError, ValueError) as exc:
+        raise LmevalError(f"{path} is not a saved lmeval model ({one_line(exc)})") from None
+
+
+def read_meta(path: Path) -> dict[str, Any]:
+    """The checked ``meta.json`` of the archive at ``path`` (one-line errors otherwise)."""
+    with _open_archive(path) as archive:
+        _member(archive, path, "meta.json", META_MAX_BYTES)
+        try:
+            meta = json.loads(archive.read("meta.json"))
+        except (zipfile.BadZipFile, ValueError, OSError, EOFError) as exc:
+            raise LmevalError(f"{path} has a damaged meta.json ({one_line(exc)})") from None
+    if not isinstance(meta, dict):
+        raise LmevalError(
+            f"{path} has a meta.json that is {type(meta).__name__}, not an object: "
+            "it is not a saved lmeval model"
+        )
     if meta.get("format") != FORMAT:
         raise LmevalError(f"{path} has format {meta.get('format')!r}, expected {FORMAT!r}")
+    for key, kind in META_KEYS.items():
+        if not isinstance(meta.get(key), kind):
+            raise LmevalError(f"{path} has a meta.json without a {kind.__name__} {key!r}")
     return meta
 
 
@@ -76,7 +129,10 @@ def load_model(
     """The model stored at ``path`` and the archive's metadata.
 
     ``models`` is the registry to find the model's class in; by default that
-    of the active plugin host (the comparison or command in progress).
+    of the active plugin host (the comparison or command in progress). The
+    archive's members are checked by their declared sizes before any is
+    extracted, and errors name ``path``, never the temporary file the model's
+    ``load`` read.
     """
     meta = read_meta(path)
     if models is None:
@@ -87,14 +143,25 @@ def load_model(
             )
         models = host.models
     cls = models.get(meta["model"])
-    with tempfile.TemporaryDirectory() as tmp, zipfile.ZipFile(path) as archive:
-        payload = Path(archive.extract("model", tmp))
+    with tempfile.TemporaryDirectory() as tmp, _open_archive(path) as archive:
+        info = _member(archive, path, "model", None)
+        free = shutil.disk_usage(tmp).free
+        if info.file_size > free:
+            raise LmevalError(
+                f"{path}: its model ({format_size(info.file_size)}) does not fit in the "
+                f"{format_size(free)} free in the temporary folder {tmp} (set TMPDIR)"
+            )
+        try:
+            payload = Path(archive.extract(info, tmp))
+        except (zipfile.BadZipFile, OSError, EOFError, ValueError) as exc:
+            raise LmevalError(f"{path} has a damaged model member ({one_line(exc)})") from None
         try:
             model = cls.load(payload)
-        except LmevalError:
-            raise
-        except Exception as exc:
-            raise LmevalError(f"cannot load model from {path}: {exc}") from None
+        except Exception as exc:  # a model's own message names the temporary file
+            text = one_line(exc).replace(str(payload), f"{path} (its model)")
+            if isinstance(exc, LmevalError):
+                raise (UsageError if isinstance(exc, UsageError) else LmevalError)(text) from None
+            raise LmevalError(f"cannot load model from {path}: {text}") from None
     return model, meta
 
 
