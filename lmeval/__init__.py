@@ -25,7 +25,7 @@ from __future__ import annotations
 from .corpus import Corpus, load_corpus, split_text
 from .datasets import Dataset, RemoteText
 from .errors import LmevalError, PluginWarning, UsageError
-from .evaluate import Comparison, build_model, compare, evaluate_model, train
+from .evaluate import Comparison, Interrupted, build_model, compare, evaluate_model, train
 from .files import atomic_write, read_text
 from .hookspecs import hookimpl
 from .host import load_host
@@ -60,6 +60,7 @@ __all__ = [
     "EOS",
     "UNK",
     "CharTokenizer",
+    "Interrupted",
     "LanguageModel",
     "LmevalError",
     "ModelSpec",

@@ -411,11 +411,12 @@ def _emit(text: str, output: str | None) -> None:
     if output is None:
         click.echo(text, nl=False)
         return
-    from .files import atomic_write
+    from .files import STDOUT, atomic_write
 
     with atomic_write(output, "w", encoding="utf-8") as handle:
         handle.write(text)
-    click.echo(f"wrote {output}", err=True)
+    if output != STDOUT:
+        click.echo(f"wrote {output}", err=True)
 
 
 @cli.command()

@@ -379,11 +379,12 @@ def compare(
     host = host_for(host, plugins)
     specs = [parse_spec(s) for s in (models or default_specs(host))]
     validate_specs(specs, host)  # before reading data: a typo in -m fails at once
-    corpus, tok = _setup(host, corpus, tokenizer, lines, min_freq, **data)
-    prepared = prepare_models(specs, tok, seed=seed, host=host)
     save_dir = Path(save_models) if save_models is not None else None
     if save_dir is not None:
         check_saved_paths(specs, save_dir)
+    corpus, tok = _setup(host, corpus, tokenizer, lines, min_freq, **data)
+    prepared = prepare_models(specs, tok, seed=seed, host=host)
+    if save_dir is not None:
         try:
             save_dir.mkdir(parents=True, exist_ok=True)
         except OSError as exc:

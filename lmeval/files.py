@@ -22,7 +22,7 @@ import stat
 import sys
 import tempfile
 import zlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import IO
@@ -108,6 +108,8 @@ def check_writable(path: str | os.PathLike[str]) -> Path:
 def write_error(path: str | os.PathLike[str], exc: OSError) -> LmevalError:
     """The one-line error for a failed write to ``path``; a full disk names the device."""
     if exc.errno == errno.ENOSPC:
+        if _writes_in_place(path):
+            return LmevalError(f"cannot write {path}: no space left on device {path}")
         return LmevalError(
             f"cannot write {path}: no space left on {_device_of(path)}; "
             "free some space or write elsewhere (any previous file is unchanged)"
@@ -118,12 +120,9 @@ def write_error(path: str | os.PathLike[str], exc: OSError) -> LmevalError:
 
 
 def _device_of(path: str | os.PathLike[str]) -> str:
-    """The device a path is on, as a person knows it: the file itself for a device
-    (``/dev/full``), else the mount point of its folder (``the file system at /home``)."""
-    p = Path(path)
-    if _writes_in_place(p):
-        return f"device {p}"
-    folder = Path(os.path.abspath(_target(p).parent))
+    """The file system a path is on, as a person knows it: ``the file system at /home``
+    (the mount point of its folder)."""
+    folder = Path(os.path.abspath(_target(path).parent))
     try:
         dev = folder.stat().st_dev
         while folder.parent != folder and folder.parent.stat().st_dev == dev:
@@ -209,14 +208,19 @@ def _suppress_os_error() -> Iterator[None]:
 
 
 def read_bytes(
-    path: str | os.PathLike[str], max_bytes: int = DEFAULT_MAX_BYTES, *, what: str = "file"
+    path: str | os.PathLike[str],
+    max_bytes: int = DEFAULT_MAX_BYTES,
+    *,
+    what: str = "file",
+    check: Callable[[bytes, int], None] | None = None,
 ) -> bytes:
     """The bytes of a file (``.gz`` decompressed), at most ``max_bytes`` of them.
 
     Reads in chunks, so an endless stream or a decompression bomb is refused
     after ``max_bytes`` (a one-line :class:`LmevalError` saying how to raise
-    the limit) instead of filling memory. Missing files, folders and damaged
-    ``.gz`` files are one-line errors too.
+    the limit) instead of filling memory; ``check(chunk, offset)`` sees each
+    chunk as it arrives and may refuse the input early by raising. Missing
+    files, folders and damaged ``.gz`` files are one-line errors too.
     """
     p = Path(path)
     if not p.exists():
@@ -229,6 +233,8 @@ def read_bytes(
         opener = gzip.open if p.suffix == ".gz" else open
         with opener(p, "rb") as handle:
             while chunk := handle.read(min(_CHUNK, max_bytes + 1 - size)):
+                if check is not None:
+                    check(chunk, size)
                 chunks.append(chunk)
                 size += len(chunk)
                 if size > max_bytes:
@@ -263,14 +269,20 @@ def read_text(
     ``--encoding``, and names the byte offset of input invalid for the encoding.
     """
     p = Path(path)
-    data = read_bytes(p, max_bytes)
+    wide = encoding.lower().replace("_", "-").startswith(("utf-16", "utf-32", "utf16", "utf32"))
+
+    def refuse_binary(chunk: bytes, offset: int) -> None:
+        """A NUL byte, wherever it is, before the rest of the file is read."""
+        if not wide and (nul := chunk.find(b"\x00")) >= 0:
+            if offset == 0 and _looks_utf16(chunk):
+                raise LmevalError(f"{p} looks like UTF-16 text: pass --encoding utf-16")
+            raise LmevalError(
+                f"{p} looks binary (a NUL byte at offset {offset + nul:,}): give a text file"
+            )
+
+    data = read_bytes(p, max_bytes, check=refuse_binary)
     if not data.strip():
         raise LmevalError(f"{p} is empty: give a file with some text")
-    wide = encoding.lower().replace("_", "-").startswith(("utf-16", "utf-32", "utf16", "utf32"))
-    if not wide and (nul := data.find(b"\x00")) >= 0:
-        if _looks_utf16(data):
-            raise LmevalError(f"{p} looks like UTF-16 text: pass --encoding utf-16")
-        raise LmevalError(f"{p} looks binary (a NUL byte at offset {nul:,}): give a text file")
     try:
         text = data.decode(encoding)
     except LookupError:
