@@ -281,8 +281,6 @@ def read_text(
             )
 
     data = read_bytes(p, max_bytes, check=refuse_binary)
-    if not data.strip():
-        raise LmevalError(f"{p} is empty: give a file with some text")
     try:
         text = data.decode(encoding)
     except LookupError:
@@ -295,7 +293,10 @@ def read_text(
         ) from None
     # Line ends are normalised and a byte-order mark dropped: checksums and byte
     # counts describe the text as lmeval reads it, not the raw file.
-    return text.removeprefix("\ufeff").replace("\r\n", "\n")
+    text = text.removeprefix("\ufeff").replace("\r\n", "\n")
+    if not text.strip():
+        raise LmevalError(f"{p} is empty: give a file with some text")
+    return text
 
 
 def _looks_utf16(data: bytes) -> bool:

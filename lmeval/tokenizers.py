@@ -233,7 +233,8 @@ class CharTokenizer(Tokenizer):
         """Code points of the text as the tokens see it (an unfinished last line ended)."""
         if self.lines and text and not text.endswith("\n"):
             text += "\n"
-        return np.frombuffer(text.encode("utf-32-le"), dtype=np.uint32)
+        # surrogatepass: a lone surrogate (possible in a str from Python) is a character too
+        return np.frombuffer(text.encode("utf-32-le", "surrogatepass"), dtype=np.uint32)
 
     def fit(self, text: str) -> Vocabulary:
         if not self._fast():
