@@ -319,6 +319,28 @@ def test_an_rnn_checkpoint_error_names_the_archive_not_a_temporary_file(tmp_path
 # -- 7. one line, the right code, the right words -----------------------------------
 
 
+def model_plugin(folder: Path, name: str, fit: str, score: str, ntl: str | None = None) -> Path:
+    """A plugin file registering model ``name`` whose methods run the given lines."""
+    body = [
+        "import ctypes, time",
+        "import numpy as np",
+        "import lmeval",
+        "",
+        "class Model(lmeval.LanguageModel):",
+        f"    name = {name!r}",
+        "    def fit(self, train_ids, valid_ids=None):",
+        f"        {fit}",
+        "    def score(self, ids):",
+        f"        return {score}",
+    ]
+    if ntl is not None:
+        body += ["    def next_token_logprobs(self, context_ids):", f"        return {ntl}"]
+    body += ["", "@lmeval.hookimpl", "def register_models(register):", "    register(Model)"]
+    path = folder / f"{name}_model.py"
+    path.write_text("\n".join(body) + "\n", encoding="utf-8")
+    return path
+
+
 @pytest.mark.parametrize(
     ("args", "code", "words"),
     [
@@ -334,33 +356,9 @@ def test_bad_requests_fail_before_any_work(tmp_path, text, args, code, words):
     run_lmeval("compare", *args, "--text", text, cwd=tmp_path).assert_one_line_error(code, *words)
 
 
-ZERO_MODEL = """
-import numpy as np
-import lmeval
-
-
-class Zero(lmeval.LanguageModel):
-    name = "zero"
-
-    def fit(self, train_ids, valid_ids=None):
-        pass
-
-    def score(self, ids):
-        return np.full(len(ids), -np.inf)
-
-    def next_token_logprobs(self, context_ids):
-        return np.full(len(self.vocab), -np.inf)
-
-
-@lmeval.hookimpl
-def register_models(register):
-    register(Zero)
-"""
-
-
 def test_generating_from_a_model_with_no_probability_left_is_one_line(tmp_path, text):
-    plugin = tmp_path / "zero_model.py"
-    plugin.write_text(ZERO_MODEL, encoding="utf-8")
+    zeros = "np.full(len(self.vocab), -np.inf)"
+    plugin = model_plugin(tmp_path, "zero", "pass", "np.full(len(ids), -np.inf)", zeros)
     run = run_lmeval(
         "generate", "-m", "zero", "--text", text, "-n", "5", "--plugin", plugin, cwd=tmp_path
     )
@@ -369,31 +367,10 @@ def test_generating_from_a_model_with_no_probability_left_is_one_line(tmp_path, 
 
 # -- 5. one process never dies for one model ------------------------------------------
 
-CRASHING_MODEL = """
-import ctypes
-import numpy as np
-import lmeval
-
-
-class Crash(lmeval.LanguageModel):
-    name = "crash"
-
-    def fit(self, train_ids, valid_ids=None):
-        ctypes.string_at(0)  # a segmentation fault, as a bug in native code makes
-
-    def score(self, ids):
-        return np.zeros(len(ids))
-
-
-@lmeval.hookimpl
-def register_models(register):
-    register(Crash)
-"""
-
 
 def test_isolate_turns_a_crash_in_native_code_into_a_failed_row(tmp_path, text):
-    plugin = tmp_path / "crash_model.py"
-    plugin.write_text(CRASHING_MODEL, encoding="utf-8")
+    # a segmentation fault, as a bug in native code makes
+    plugin = model_plugin(tmp_path, "crash", "ctypes.string_at(0)", "np.zeros(len(ids))")
     args = ["-m", "crash", "-m", "uniform", "--text", text, "--plugin", plugin]
     args += ["--format", "json", "-o", "out.json"]
     unprotected = run_lmeval("compare", *args, cwd=tmp_path)
@@ -418,31 +395,10 @@ def test_isolated_rows_equal_in_process_rows(text):
 
 # -- 6. signals ------------------------------------------------------------------------
 
-SLOW_MODEL = """
-import time
-import numpy as np
-import lmeval
-
-
-class Slow(lmeval.LanguageModel):
-    name = "slow"
-
-    def fit(self, train_ids, valid_ids=None):
-        time.sleep(60)
-
-    def score(self, ids):
-        return np.full(len(ids), -np.log(len(self.vocab)))
-
-
-@lmeval.hookimpl
-def register_models(register):
-    register(Slow)
-"""
-
 
 def _start_slow_comparison(tmp_path: Path, text: Path) -> subprocess.Popen:
-    plugin = tmp_path / "slow_model.py"
-    plugin.write_text(SLOW_MODEL, encoding="utf-8")
+    uniform = "np.full(len(ids), -np.log(len(self.vocab)))"
+    plugin = model_plugin(tmp_path, "slow", "time.sleep(60)", uniform)
     env = {k: v for k, v in os.environ.items() if k != "LMEVAL_PLUGINS"}
     proc = subprocess.Popen(
         [sys.executable, "-m", "lmeval", "compare", "-m", "uniform", "-m", "slow"]
