@@ -163,11 +163,20 @@ def test_arpa_needs_a_readable_file(chars, tmp_path):
 @pytest.mark.parametrize(
     "body, message",
     [
-        ("ngram 1=2\n\n\\1-grams:\nabc a\n-1 b\n", "line 5: 'abc' or 'a' is not a number"),
-        ("ngram 1=2\n\n\\1-grams:\n0.5 a\n-1 b\n", "line 5: log10 p = 0.5 is not"),
-        ("ngram 1=1\n\n\\1-grams:\n-1\n", "line 5: expected log10 p, 1 word"),
+        ("ngram 1=2\n\n\\1-grams:\nabc a\n-1 b\n", "line 5: log10 p 'abc' is not a number"),
+        (
+            "ngram 1=2\n\n\\1-grams:\n0.5 a\n-1 b\n",
+            "line 5: log10 p = 0.5 is not a log-probability",
+        ),
+        (
+            "ngram 1=1\n\n\\1-grams:\n-1\n",
+            "line 5: 1 field.s. where a 1-gram line has log10 p, 1 word",
+        ),
         ("ngram x=2\n", "line 2: expected 'ngram N=COUNT'"),
-        ("ngram 1=2\n\n\\1-grams:\n-1 a\n", "declares 2 1-grams, the file has 1"),
+        (
+            "ngram 1=2\n\n\\1-grams:\n-1 a\n",
+            "declares 2 1-grams, its .1-grams: section .ending on line 6. has 1",
+        ),
     ],
 )
 def test_malformed_arpa_names_file_and_line(chars, tmp_path, body, message):
@@ -207,7 +216,7 @@ def test_arpa_round_trip_scores_identically(chars, tmp_path, smoothing):
     back = Arpa(vocab, path=str(tmp_path / "m.arpa"))
     back.fit(train)
     ids = np.concatenate([train, np.random.default_rng(1).integers(0, len(vocab), 300)])
-    np.testing.assert_allclose(back.score(ids), model.score(ids), rtol=0, atol=1e-12)
+    np.testing.assert_array_equal(back.score(ids), model.score(ids))  # bit for bit
     assert back.num_params == model.num_params
 
 
@@ -254,9 +263,10 @@ def test_details_and_size(chars):
     assert lmeval.parse_spec(NGram.recommended).name == "ngram"
 
 
-def test_fit_on_nothing_is_uniform(chars):
+@pytest.mark.parametrize("smoothing", SMOOTHINGS)
+def test_fit_on_nothing_is_uniform(chars, smoothing):
     vocab, _ = chars
-    model = fitted(vocab, np.zeros(0, dtype=np.int64), order=3)
+    model = fitted(vocab, np.zeros(0, dtype=np.int64), order=3, smoothing=smoothing)
     np.testing.assert_allclose(model.score(np.array([1, 2, vocab.eos_id])), -math.log(len(vocab)))
 
 
@@ -304,3 +314,60 @@ def test_large_vocabulary_keys_do_not_overflow():
         logp = model.next_token_logprobs(ids[:i])
         assert logp[ids[i]] == pytest.approx(scores[i], abs=1e-12)
         assert math.fsum(np.exp(logp)) == pytest.approx(1.0, abs=1e-9)
+
+
+def _sampled_step_by_step(model, prefix: np.ndarray, n: int, temperature: float, seed: int):
+    """What generation must draw: ``lmeval.sample_id`` over the whole context, token by token."""
+    rng = np.random.default_rng(seed)
+    context = list(prefix)
+    for _ in range(n):
+        logp = model.next_token_logprobs(np.asarray(context, dtype=np.int64))
+        context.append(lmeval.sample_id(logp, temperature, rng))
+    return np.asarray(context[len(prefix) :], dtype=np.int64)
+
+
+@pytest.mark.parametrize("order", [1, 2, 3, 5])
+@pytest.mark.parametrize("sentences", [True, False])
+@pytest.mark.parametrize("temperature", [1.0, 0.5, 0.0])
+def test_generate_draws_what_sampling_step_by_step_draws(chars, order, sentences, temperature):
+    vocab, train = chars
+    model = fitted(vocab, train, order=order, sentences=sentences)
+    drawn = []
+    for seed, prefix in enumerate((train[:0], train[:40], np.array([vocab.eos_id]))):
+        expected = _sampled_step_by_step(model, prefix, 150, temperature, seed)
+        np.testing.assert_array_equal(model.generate(prefix, 150, temperature, seed), expected)
+        # the default generate of lmeval.LanguageModel draws the same, from the same seed
+        default = lmeval.LanguageModel.generate(model, prefix, 150, temperature, seed)
+        np.testing.assert_array_equal(default, expected)
+        drawn.extend(expected)
+    if sentences and temperature:
+        assert vocab.eos_id in drawn  # the context restarted at least once
+    assert len(model.generate(train[:5], 0)) == 0
+
+
+def test_arpa_generates_what_its_ngram_generates(chars, tmp_path):
+    vocab, train = chars
+    model = fitted(vocab, train, order=4)
+    model.save(tmp_path / "m.arpa")
+    back = Arpa(vocab, path=str(tmp_path / "m.arpa"))
+    prefix = train[:25]
+    np.testing.assert_array_equal(
+        back.generate(prefix, 300, 1.0, 7), model.generate(prefix, 300, 1.0, 7)
+    )
+    np.testing.assert_array_equal(
+        back.generate(prefix, 50, 1.0, 3), _sampled_step_by_step(back, prefix, 50, 1.0, 3)
+    )
+
+
+@pytest.mark.parametrize("sentences", [True, False])
+def test_a_long_context_costs_only_its_last_tokens(chars, sentences):
+    # a trillion ids as one zero-stride view: reading (or copying, or checking) the whole
+    # context would take hours or fail to allocate; only the last order-1 ids are read
+    vocab, train = chars
+    model = fitted(vocab, train, order=3, sentences=sentences)
+    t = vocab.id("t")
+    huge = np.broadcast_to(np.int64(t), (10**12,))
+    np.testing.assert_array_equal(
+        model.next_token_logprobs(huge), model.next_token_logprobs(np.array([t, t]))
+    )
+    assert len(model.generate(huge, 3)) == 3

@@ -24,6 +24,11 @@ _SENTENCES = lmeval.Param(
 )
 
 
+def _last(ids: np.ndarray, keep: int) -> np.ndarray:
+    """The last ``keep`` entries of ``ids`` (none for 0, where ``ids[-0:]`` is all)."""
+    return ids[max(0, len(ids) - keep) :] if keep else ids[:0]
+
+
 class _BackoffModel(lmeval.LanguageModel):
     """Scoring, next-token distributions, saving and ARPA output over :class:`Tables`."""
 
@@ -67,16 +72,59 @@ class _BackoffModel(lmeval.LanguageModel):
         seq, starts = pad(internal, self._internal_eos(), tables.bos)
         return tables.score_padded(seq, starts)[~starts]
 
-    def next_token_logprobs(self, context_ids: np.ndarray) -> np.ndarray:
+    def _history(self, context_ids: np.ndarray) -> np.ndarray:
+        """The internal ids that decide the next token: at most the last order-1.
+
+        Only that tail of ``context_ids`` is read (and checked), so the cost is
+        O(order) however long the context: ``<s>`` then what follows the last
+        end-of-line in the tail (in sentence mode), cut to its last order-1 ids.
+        """
         tables = self._require()
-        context = self._internal(context_ids)
-        eos = self._internal_eos()
-        if eos is not None and len(context):
-            ends = np.flatnonzero(np.asarray(context_ids) == self.vocab.eos_id)
+        keep = tables.order - 1
+        tail = np.asarray(_last(context_ids, keep)).astype(np.int64, copy=False)
+        if self._sentences:
+            ends = np.flatnonzero(tail == self.vocab.eos_id)
             if len(ends):
-                context = context[ends[-1] + 1 :]
-        history = np.concatenate([[tables.bos], context]).astype(np.int64)
-        return tables.next_logprobs(history, self._internal(np.arange(len(self.vocab))))
+                tail = tail[ends[-1] + 1 :]
+        return _last(np.concatenate([[tables.bos], self._internal(tail)]).astype(np.int64), keep)
+
+    def _candidates(self) -> np.ndarray:
+        """The internal id of every vocabulary id, in vocabulary order."""
+        return self._internal(np.arange(len(self.vocab)))
+
+    def next_token_logprobs(self, context_ids: np.ndarray) -> np.ndarray:
+        return self._require().next_logprobs(self._history(context_ids), self._candidates())
+
+    def generate(
+        self, prefix_ids: np.ndarray, n: int, temperature: float = 1.0, seed: int = 0
+    ) -> np.ndarray:
+        """What the default :meth:`lmeval.LanguageModel.generate` samples, in time linear in n.
+
+        The default hands the whole growing context to :meth:`next_token_logprobs`;
+        only its last order-1 tokens matter, so they are all the state kept here.
+        The same seed draws the same tokens: the same distributions reach
+        :func:`lmeval.sample_id` with the same generator.
+        """
+        tables = self._require()
+        rng = np.random.default_rng(seed)
+        candidates = self._candidates()
+        keep = tables.order - 1
+        history = self._history(prefix_ids)
+        out = np.empty(n, dtype=np.int64)
+        for i in range(n):
+            logp = tables.next_logprobs(history, candidates)
+            if temperature > 0 and logp.max() == -np.inf:  # sample_id would divide 0 by 0
+                raise lmeval.LmevalError(
+                    f"model {self.name!r} gives every token probability 0 at token {i} of the "
+                    "continuation: nothing to sample there (are its log-probabilities all -99?)"
+                )
+            out[i] = lmeval.sample_id(logp, temperature, rng)
+            if self._sentences and out[i] == self.vocab.eos_id:
+                history = np.asarray([tables.bos], dtype=np.int64)
+            else:
+                history = np.append(history, candidates[out[i]])
+            history = _last(history, keep)
+        return out
 
     # -- facts ----------------------------------------------------------------------------
     @property

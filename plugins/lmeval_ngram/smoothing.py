@@ -163,7 +163,11 @@ def unsmoothed(
         z = _sum_by(ctx, c, n_ctx)
         is_ctx = z > 0
         den = z + k * vocab_size
-        logp.append(_log_ratio(c + k, den[ctx]))
+        if n == 1 and not is_ctx[0] and k == 0:
+            # no training token at all: 0/0, so the limit of add-k as k -> 0, uniform
+            logp.append(np.full(len(c), -np.log(vocab_size)))
+        else:
+            logp.append(_log_ratio(c + k, den[ctx]))
         if n > 1:
             if k == 0:
                 unseen = np.where(is_ctx, -np.inf, 0.0)
