@@ -381,6 +381,8 @@ def compare(
     validate_specs(specs, host)  # before reading data: a typo in -m fails at once
     save_dir = Path(save_models) if save_models is not None else None
     if save_dir is not None:
+        if save_dir.exists() and not save_dir.is_dir():
+            raise UsageError(f"--save-models {save_dir} is a file, not a folder: give a folder")
         check_saved_paths(specs, save_dir)
     corpus, tok = _setup(host, corpus, tokenizer, lines, min_freq, **data)
     prepared = prepare_models(specs, tok, seed=seed, host=host)

@@ -92,6 +92,9 @@ def _member(archive: zipfile.ZipFile, path: Path, name: str, limit: int | None) 
 
 
 def _open_archive(path: Path) -> zipfile.ZipFile:
+    if path.exists() and not path.is_dir() and not path.is_file():
+        # a device or pipe: zipfile would seek and read it without end (/dev/zero)
+        raise LmevalError(f"{path} is not a regular file: give a saved model (.lmz)")
     try:
         return zipfile.ZipFile(path)
     except FileNotFoundError:

@@ -442,3 +442,20 @@ def test_interrupted_exception_holds_the_finished_rows(text):
     assert isinstance(info.value, KeyboardInterrupt)
     assert [r["label"] for r in info.value.comparison.results] == ["uniform"] == calls
     assert info.value.comparison.meta["interrupted"]["not_run"] == ["ngram"]
+
+
+@pytest.mark.skipif(not os.path.exists("/dev/zero"), reason="needs /dev/zero")
+@pytest.mark.parametrize("args", [["generate", "--load"], ["compare", "-m", "saved:path="]])
+def test_a_device_as_saved_model_is_refused_not_read(tmp_path, text, args):
+    *command, last = args
+    argv = [*command, last + "/dev/zero"] if last.endswith("=") else [*args, "/dev/zero"]
+    run = run_lmeval(*argv, "--text", text, cwd=tmp_path, memory_mb=DEFAULT_CAP_MB, timeout=60)
+    run.assert_one_line_error(1, "/dev/zero is not a regular file")
+
+
+def test_save_models_into_a_file_is_refused_before_any_work(tmp_path, text):
+    taken = tmp_path / "models"
+    taken.write_text("a file", encoding="utf-8")
+    run = compare("--text", text, "--save-models", taken, cwd=tmp_path)
+    run.assert_one_line_error(2, "is a file")
+    assert taken.read_text(encoding="utf-8") == "a file"
