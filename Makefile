@@ -34,6 +34,7 @@ bench: $(VENV)/.installed
 	$(BIN)/python benchmarks/rnn_quality.py
 	$(BIN)/python benchmarks/verify_cost.py
 	$(BIN)/python benchmarks/isolate_cost.py
+	$(BIN)/python benchmarks/generate_scaling.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .ruff_cache
