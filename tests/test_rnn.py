@@ -7,6 +7,7 @@ measured by ``benchmarks/rnn_quality.py``, not here.
 from __future__ import annotations
 
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -131,6 +132,39 @@ def test_save_load_same_scores_and_weights_only(trained, data, tmp_path):
     assert loaded.to("cpu") is loaded and loaded.details()["device"] == "cpu"
 
 
+@pytest.mark.parametrize(
+    "params",
+    [
+        {"cell": "rnn", "layers": 2, "embedding": 3},
+        {"cell": "gru", "layers": 2},
+        {"cell": "gru", "embedding": 4},
+        {"cell": "lstm", "layers": 3, "embedding": 5, "dropout": 0.2},
+    ],
+)
+def test_every_configuration_loads_back(data, tmp_path, params):
+    """The shapes a checkpoint is checked against (computed, not built) are the network's."""
+    _, _, ids = data
+    model = fitted(data, epochs=1, **params)
+    model.save(tmp_path / "model.pt")
+    loaded = RNN.load(tmp_path / "model.pt")
+    assert loaded.num_params == model.num_params == model.memory_estimate().params
+    np.testing.assert_array_equal(loaded.score(ids[:100]), model.score(ids[:100]))
+
+
+def test_generating_from_a_loaded_model(trained, data, tmp_path):
+    """The state is carried from step to step (linear in the length), after a load too."""
+    tok, vocab, _ = data
+    trained.save(tmp_path / "model.pt")
+    loaded = RNN.load(tmp_path / "model.pt")
+    prefix = tok.encode_prefix("the time")
+    out = loaded.generate(prefix, 40, temperature=0.9, seed=5)
+    assert len(out) == 40 and out.dtype == np.int64
+    assert out.min() >= 0 and out.max() < len(vocab)
+    np.testing.assert_array_equal(out, trained.generate(prefix, 40, temperature=0.9, seed=5))
+    assert len(loaded.generate(np.array([], dtype=np.int64), 7)) == 7
+    assert len(loaded.generate(prefix, 0)) == 0
+
+
 def test_damaged_checkpoints_are_one_line_errors(trained, tmp_path):
     path = tmp_path / "model.pt"
     trained.save(path)
@@ -146,6 +180,18 @@ def test_damaged_checkpoints_are_one_line_errors(trained, tmp_path):
         RNN.load(path)
     with pytest.raises(lmeval.LmevalError, match="not found"):
         RNN.load(tmp_path / "missing.pt")
+
+
+def test_the_largest_seed_trains(data):
+    model = fitted(data, epochs=1, seed=2**64 - 1)
+    assert np.all(np.isfinite(model.score(data[2][:50])))
+
+
+def test_smallest_budgets_are_taken(data):
+    _, vocab, _ = data
+    assert RNN(vocab, budget="0.001s").config["budget"] == "0.001s"
+    assert RNN(vocab, budget="1tok").config["budget"] == "1tok"
+    assert RNN(vocab, budget="0.5ktok").config["budget"] == "500tok"
 
 
 def test_same_seed_same_numbers(data):
@@ -186,17 +232,21 @@ def test_random_partition_and_given_validation(data):
 
 
 class FakeBar:
-    """Records progress updates; on the ``interrupt_at``-th one, Ctrl-C arrives."""
+    """Records progress updates; on the ``interrupt_at``-th one (or each of several),
+    ``signum`` (Ctrl-C by default) arrives."""
 
-    def __init__(self, interrupt_at: int | None = None) -> None:
+    def __init__(
+        self, interrupt_at: int | tuple[int, ...] | None = None, signum: int = signal.SIGINT
+    ) -> None:
         self.updates: list[dict] = []
-        self.interrupt_at = interrupt_at
+        self.interrupt_at = (interrupt_at,) if isinstance(interrupt_at, int) else interrupt_at
+        self.signum = signum
         self.opened: list[tuple] = []
 
     def update(self, **fields) -> None:
         self.updates.append(fields)
-        if len(self.updates) == self.interrupt_at:
-            signal.raise_signal(signal.SIGINT)
+        if self.interrupt_at and len(self.updates) in self.interrupt_at:
+            signal.raise_signal(self.signum)
 
     @contextmanager
     def __call__(self, description, total=None, unit=""):
@@ -215,18 +265,60 @@ def test_progress_reports_epochs_and_speed(data, monkeypatch):
     assert any("epoch 3" in i and "valid ppl" in i and "tok/s" in i for i in infos)
 
 
-def test_ctrl_c_stops_at_end_of_batch_and_keeps_best(data, monkeypatch):
+class Unexpected(Exception):
+    """A signal reached the handler from before training: training did not catch it."""
+
+
+@contextmanager
+def handlers_of_the_caller():
+    """SIGINT and SIGTERM handled as a caller (the CLI) would: training must take them
+    over and give them back. A signal training failed to catch raises here, instead
+    of ending the test process (SIGTERM's default)."""
+
+    def caller(signum, frame):
+        raise Unexpected(signal.Signals(signum).name)
+
+    before = {sig: signal.signal(sig, caller) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield caller
+    finally:
+        for sig, handler in before.items():
+            signal.signal(sig, handler)
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
+def test_a_signal_stops_at_end_of_batch_and_keeps_best(data, monkeypatch, signum):
     _, _, ids = data
-    before = signal.getsignal(signal.SIGINT)
-    bar = FakeBar(interrupt_at=3)
+    bar = FakeBar(interrupt_at=3, signum=signum)
     monkeypatch.setattr(lmeval, "progress", bar)
-    model = fitted(data, epochs=50, patience=0)
+    with handlers_of_the_caller() as caller:
+        model = fitted(data, epochs=50, patience=0)
+        assert signal.getsignal(signal.SIGINT) is signal.getsignal(signal.SIGTERM) is caller
     assert model.details()["stop_reason"] == "interrupted"
     assert 1 <= len(model.history) < 50
     best = model.details()["best_epoch"]  # the state kept is the best validated one
     assert model.history[best - 1]["valid_ppl"] == min(r["valid_ppl"] for r in model.history)
     assert np.all(np.isfinite(model.score(ids[:50])))
-    assert signal.getsignal(signal.SIGINT) is before  # handler restored
+
+
+@pytest.mark.parametrize(
+    "second", [signal.SIGINT, signal.SIGTERM], ids=["then-ctrl-c", "then-sigterm"]
+)
+def test_a_second_signal_aborts_training(data, monkeypatch, second):
+    bar = FakeBar(interrupt_at=2, signum=signal.SIGTERM)
+    real = bar.update
+
+    def update(**fields):
+        real(**fields)
+        if len(bar.updates) == 3:  # still in the same batch's bookkeeping
+            signal.raise_signal(second)
+
+    monkeypatch.setattr(bar, "update", update)
+    monkeypatch.setattr(lmeval, "progress", bar)
+    with handlers_of_the_caller() as caller:
+        with pytest.raises(KeyboardInterrupt):
+            fitted(data, epochs=50, patience=0)
+        assert signal.getsignal(signal.SIGINT) is signal.getsignal(signal.SIGTERM) is caller
 
 
 def test_token_budget_stops_training(data):
@@ -321,7 +413,23 @@ def test_budget_parsing(text, expected):
     assert parse_budget(text) == expected
 
 
-@pytest.mark.parametrize("text", ["60", "abc", "5 parsecs", "-1s", "0s"])
+@pytest.mark.parametrize(
+    "text",
+    [
+        "60",
+        "abc",
+        "5 parsecs",
+        "-1s",
+        "0s",
+        "0tok",
+        "0.0001s",  # rounds to 0s: a time budget counts milliseconds
+        "0.0004s",
+        "0.4tok",  # rounds to 0 tokens
+        "0.0000001ktok",
+        "9" * 400 + "tok",  # a float's infinity
+        "9" * 400 + "s",
+    ],
+)
 def test_bad_budgets(text, data):
     _, vocab, _ = data
     with pytest.raises(ValueError):
@@ -342,6 +450,11 @@ def test_bad_budgets(text, data):
         {"precision": "fp8"},
         {"hiden": 5},
         {"steps": "many"},
+        {"seed": -1},
+        {"seed": 2**64},  # torch takes 0 to 2**64 - 1, numpy no negative seed
+        {"seed": "99999999999999999999"},
+        {"threads": -1},
+        {"threads": (os.cpu_count() or 1) + 1},  # far beyond, torch crashes the process
     ],
 )
 def test_bad_parameters_are_usage_errors(params, data):

@@ -16,6 +16,7 @@ measures it.
 
 from __future__ import annotations
 
+import math
 import re
 import time
 from contextlib import contextmanager, nullcontext
@@ -25,6 +26,16 @@ from typing import Any
 import numpy as np
 
 import lmeval
+
+from .sizes import (
+    MemoryEstimate,
+    available_memory,
+    cpu_cores,
+    human,
+    parameter_shapes,
+    tensor_count,
+    training_memory,
+)
 
 CHECKPOINT_FORMAT = "lmeval-rnn/1"
 #: Tokens per forward call when scoring: long enough to keep the kernels busy.
@@ -37,6 +48,8 @@ VALID_MAX_TOKENS = 20_000
 _BUDGET = re.compile(r"^\s*(\d+(?:\.\d*)?|\.\d+)\s*([a-z]*)\s*$", re.IGNORECASE)
 _TIME_UNITS = {"s": 1, "sec": 1, "m": 60, "min": 60, "h": 3600}
 _TOKEN_UNITS = {"tok": 1, "ktok": 10**3, "mtok": 10**6, "gtok": 10**9}
+#: The seeds both torch (``manual_seed``) and numpy (``default_rng``) accept.
+MAX_SEED = 2**64 - 1
 
 
 def parse_budget(text: str) -> str:
@@ -55,9 +68,19 @@ def parse_budget(text: str) -> str:
     amount, unit = float(m.group(1)), m.group(2)
     if amount <= 0:
         raise ValueError("a budget must be positive (or none)")
+    if not math.isfinite(amount):
+        raise ValueError("that budget is too large to count; give a number of digits or none")
     if unit in _TIME_UNITS:  # fixed-point, so that budget_limits reads it back
-        return f"{amount * _TIME_UNITS[unit]:.3f}".rstrip("0").rstrip(".") + "s"
-    return f"{int(amount * _TOKEN_UNITS[unit])}tok"
+        seconds = f"{amount * _TIME_UNITS[unit]:.3f}".rstrip("0").rstrip(".")
+        if float(seconds) == 0:
+            raise ValueError(
+                "rounds to 0s (a time budget counts milliseconds): give 0.001s or more"
+            )
+        return seconds + "s"
+    tokens = int(amount * _TOKEN_UNITS[unit])
+    if tokens == 0:
+        raise ValueError("rounds to 0 tokens: give 1tok or more")
+    return f"{tokens}tok"
 
 
 def budget_limits(budget: str) -> tuple[float | None, int | None]:
@@ -74,6 +97,21 @@ def _device_check(value: str) -> str | None:
     if re.fullmatch(r"auto|cpu|mps|cuda(:\d+)?", value):
         return None
     return "expected auto, cpu, cuda, cuda:N or mps"
+
+
+def _seed_check(value: int) -> str | None:
+    if 0 <= value <= MAX_SEED:
+        return None
+    return "must be between 0 and 2**64 - 1 (what torch and numpy accept as a seed)"
+
+
+def _threads_check(value: int) -> str | None:
+    """At most the cores there are: torch crashes the process (a segmentation fault)
+    on a thread count far beyond them."""
+    cores = cpu_cores()
+    if 0 <= value <= cores:
+        return None
+    return f"this process may use {cores} CPU core(s): give 0 (torch's default) up to {cores}"
 
 
 P = lmeval.Param
@@ -136,7 +174,13 @@ PARAMS = (
         "epochs without validation gain before stopping (0 = never)",
         check=lmeval.at_least(0),
     ),
-    P("seed", int, 0, "random seed: same seed and device, same numbers"),
+    P(
+        "seed",
+        int,
+        0,
+        "random seed, 0 to 2**64 - 1: same seed and device, same numbers",
+        check=_seed_check,
+    ),
     P(
         "device",
         str,
@@ -150,8 +194,8 @@ PARAMS = (
         int,
         0,
         "torch CPU threads (0 = torch's default, fastest on an idle machine; on a busy one "
-        "2 threads can run 7x slower than 1, so use threads=1 there)",
-        check=lmeval.at_least(0),
+        "2 threads can run 7x slower than 1, so use threads=1 there); at most the CPU cores",
+        check=_threads_check,
     ),
 )
 
@@ -192,7 +236,7 @@ def _threads(count: int):
         yield
         return
     before = torch.get_num_threads()
-    torch.set_num_threads(count)
+    torch.set_num_threads(min(count, cpu_cores()))  # far beyond the cores torch crashes
     try:
         yield
     finally:
@@ -235,15 +279,34 @@ class RNN(lmeval.LanguageModel):
 
     def __init__(self, vocab: lmeval.Vocabulary, **params: Any) -> None:
         super().__init__(vocab, **params)
-        # checked now, before a comparison trains anything: a missing device or
-        # bf16 on the CPU would otherwise fail only when this model's turn comes
+        # checked now, before a comparison trains anything: a missing device, bf16 on
+        # the CPU or a network too large for the memory would otherwise fail only when
+        # this model's turn comes (or take the machine down with it)
+        device = self._check_device()
+        self._refuse_what_cannot_fit(self.memory_estimate(), device, lmeval.UsageError)
+        self._reset()
+
+    def _check_device(self):
         device = resolve_device(self.config["device"])
         if self.config["precision"] == "bf16" and device.type == "cpu":
             raise lmeval.UsageError("precision=bf16 needs a GPU; use precision=fp32 on the CPU")
+        return device
+
+    def _reset(self) -> None:
         self._net = None
         self._device = None
         self._facts: dict[str, Any] = {}
         self.history: list[dict[str, Any]] = []
+
+    @classmethod
+    def _restored(cls, vocab: lmeval.Vocabulary, config: dict[str, Any]) -> RNN:
+        """A model for a checkpoint's weights: the config checked as a spec is, but no
+        training estimate (the weights are in memory already; it will score, not train)."""
+        model = cls.__new__(cls)
+        lmeval.LanguageModel.__init__(model, vocab, **config)
+        model._check_device()
+        model._reset()
+        return model
 
     # -- set-up ------------------------------------------------------------
 
@@ -252,6 +315,30 @@ class RNN(lmeval.LanguageModel):
         """The input before the first token: a text starts as if after a line end."""
         eos = self.vocab.eos_id
         return self.vocab.unk_id if eos is None else eos
+
+    @property
+    def _spec(self) -> str:
+        """This model as a spec (the parameters that differ from the defaults)."""
+        changed = [
+            f"{p.name}={self.config[p.name]}" for p in PARAMS if self.config[p.name] != p.default
+        ]
+        return f"{self.name}:{','.join(changed)}" if changed else self.name
+
+    def memory_estimate(self, data_tokens: int = 0) -> MemoryEstimate:
+        """About how many bytes training takes at its peak (weights, gradients, optimizer
+        state, the best epoch's copy, activations; ``data_tokens`` ids), from the
+        parameters and the vocabulary alone: nothing is built."""
+        return training_memory(self.config, len(self.vocab), SCORE_CHUNK, data_tokens)
+
+    def _refuse_what_cannot_fit(self, estimate: MemoryEstimate, device, error: type) -> None:
+        """Raise ``error`` when the estimate exceeds the memory there is (where it is known)."""
+        available, what = available_memory(device)
+        if available is None or estimate.total <= available:
+            return
+        raise error(
+            f"{self._spec} needs about {human(estimate.total)} to train ({estimate.parts()}), "
+            f"{human(available)} {what}: lower hidden, layers, embedding, batch or steps"
+        )
 
     def _build(self, device) -> None:
         from .cells import CharNet
@@ -270,14 +357,20 @@ class RNN(lmeval.LanguageModel):
             return lambda: torch.autocast(self._device.type, dtype=torch.bfloat16)
         return nullcontext
 
-    def _ids(self, ids: np.ndarray, what: str):
-        import torch
-
+    def _checked(self, ids: np.ndarray, what: str) -> np.ndarray:
+        """``ids`` as a 1-D int64 array (no copy when they are one), all in the vocabulary."""
         arr = np.asarray(ids, dtype=np.int64).reshape(-1)
         if len(arr) and (arr.min() < 0 or arr.max() >= len(self.vocab)):
             raise lmeval.LmevalError(
                 f"{what} contains ids outside the vocabulary of {len(self.vocab)} tokens"
             )
+        return arr
+
+    def _ids(self, ids: np.ndarray, what: str):
+        """The ids as a tensor on the device (training reads them there)."""
+        import torch
+
+        arr = self._checked(ids, what)
         if not arr.flags.writeable:  # torch shares memory and wants it writable: copy
             arr = arr.copy()
         return torch.as_tensor(arr, device=self._device)
@@ -308,6 +401,10 @@ class RNN(lmeval.LanguageModel):
         valid_ids = np.asarray(valid_ids, dtype=np.int64)[:VALID_MAX_TOKENS]
         if len(train_ids) < 2:
             raise lmeval.LmevalError("the training text is too short for the rnn model")
+        # again, with the data and the memory there is now (other rows may hold some):
+        # refused here, this row fails and the comparison goes on
+        estimate = self.memory_estimate(len(train_ids) + len(valid_ids))
+        self._refuse_what_cannot_fit(estimate, device, lmeval.LmevalError)
         seconds, tokens = budget_limits(c["budget"])
         limits = Limits(epochs=c["epochs"], seconds=seconds, tokens=tokens)
         fork = [device.index or 0] if device.type == "cuda" else []
@@ -337,51 +434,64 @@ class RNN(lmeval.LanguageModel):
 
     # -- scoring -----------------------------------------------------------
 
-    def _run(self, inputs, state, chunk: int, targets=None):
-        """Feed ``inputs`` (1-D ids) ``chunk`` tokens at a time, carrying ``state``.
+    def _run(
+        self,
+        first: int,
+        rest: np.ndarray,
+        state,
+        chunk: int,
+        targets: np.ndarray | None = None,
+    ):
+        """Feed the inputs ``[first, *rest]`` ``chunk`` tokens at a time, carrying ``state``.
 
-        With ``targets``: the log-probability of each target (1-D float32), kept
-        chunk by chunk so that memory does not grow with text length times
-        vocabulary. Without: the log-probabilities after the last input. Both
-        with the state at the end.
+        With ``targets`` (one per input): their log-probabilities (float64),
+        written chunk by chunk into the one array returned, so that scoring holds
+        the answer (8 bytes a token) and one chunk, never a copy of the text.
+        Without: the log-probabilities after the last input (a float32 tensor).
+        Both with the state at the end.
         """
         import torch
 
         net = self._require_net()
         net.eval()
-        picked, last = [], None
+        total = len(rest) + 1
+        out = np.empty(total, dtype=np.float64) if targets is not None else None
+        last = None
         with torch.no_grad(), _threads(self.config["threads"]), _exact_fp32(self._device):
-            for s in range(0, len(inputs), chunk):
-                logits, state = net(inputs[s : s + chunk].view(-1, 1), state)
+            for s in range(0, total, chunk):
+                e = min(s + chunk, total)
+                piece = np.r_[np.int64(first), rest[: e - 1]] if s == 0 else rest[s - 1 : e - 1]
+                inputs = torch.tensor(piece, dtype=torch.int64, device=self._device)
+                logits, state = net(inputs.view(-1, 1), state)
                 logp = torch.log_softmax(logits[:, 0].float(), dim=-1)
-                if targets is not None:
-                    picked.append(logp.gather(1, targets[s : s + chunk].view(-1, 1))[:, 0])
+                if out is not None:
+                    wanted = torch.tensor(targets[s:e], dtype=torch.int64, device=self._device)
+                    picked = logp.gather(1, wanted.view(-1, 1))[:, 0]
+                    out[s:e] = picked.double().cpu().numpy()
                 last = logp[-1]
-        return (torch.cat(picked) if targets is not None else last), state
+        return (out if out is not None else last), state
 
     def _score(self, ids: np.ndarray, chunk: int) -> np.ndarray:
-        import torch
-
         self._require_net()
-        target = self._ids(ids, "the scored text")
+        target = self._checked(ids, "the scored text")
         if len(target) == 0:
             return np.zeros(0, dtype=np.float64)
-        inputs = torch.cat([target.new_full((1,), self.start_id), target[:-1]])
-        logp, _ = self._run(inputs, None, chunk, target)
-        return logp.double().cpu().numpy()
+        logp, _ = self._run(self.start_id, target[:-1], None, chunk, target)
+        return logp
 
     def score(self, ids: np.ndarray) -> np.ndarray:
-        """``log p(ids[i] | ids[:i])``, the state carried through the whole sequence."""
+        """``log p(ids[i] | ids[:i])``, the state carried through the whole sequence.
+
+        Memory: the answer (8 bytes a token) and one chunk of ``SCORE_CHUNK``
+        tokens, whatever the length of the text.
+        """
         return self._score(ids, SCORE_CHUNK)
 
     def _after(self, context_ids: np.ndarray):
         """Log-probabilities (float32 tensor) after the context, and the state there."""
-        import torch
-
         self._require_net()
-        context = self._ids(context_ids, "the context")
-        inputs = torch.cat([context.new_full((1,), self.start_id), context])
-        return self._run(inputs, None, SCORE_CHUNK)
+        context = self._checked(context_ids, "the context")
+        return self._run(self.start_id, context, None, SCORE_CHUNK)
 
     def next_token_logprobs(self, context_ids: np.ndarray) -> np.ndarray:
         logp, _ = self._after(context_ids)
@@ -391,15 +501,13 @@ class RNN(lmeval.LanguageModel):
         self, prefix_ids: np.ndarray, n: int, temperature: float = 1.0, seed: int = 0
     ) -> np.ndarray:
         """Warm the state up on the prefix once, then sample one token per step."""
-        import torch
-
         rng = np.random.default_rng(seed)
         logp, state = self._after(prefix_ids)
         out: list[int] = []
+        no_more = np.zeros(0, dtype=np.int64)
         for _ in range(n):
             out.append(lmeval.sample_id(logp.double().cpu().numpy(), temperature, rng))
-            step = torch.tensor([out[-1]], device=self._device)
-            logp, state = self._run(step, state, 1)
+            logp, state = self._run(out[-1], no_more, state, 1)
         return np.asarray(out, dtype=np.int64)
 
     def to(self, device: str) -> RNN:
@@ -438,9 +546,59 @@ class RNN(lmeval.LanguageModel):
         with lmeval.atomic_write(path, "wb") as handle:
             torch.save(checkpoint, handle)
 
+    def _check_state(self, path: Path, state: Any) -> None:
+        """Every stored tensor as the config implies it (name, float32, shape), before
+        anything is built from it: a small file whose config claims a huge network
+        is refused without allocating that network."""
+        import torch
+
+        c = self.config
+        implied = (
+            f"cell={c['cell']}, hidden={c['hidden']}, layers={c['layers']}, "
+            f"embedding={c['embedding']}, vocabulary {len(self.vocab)}"
+        )
+
+        def damaged(problem: str) -> lmeval.LmevalError:
+            return lmeval.LmevalError(
+                f"{path} is a damaged rnn checkpoint: {problem}; save the model again"
+            )
+
+        if not isinstance(state, dict):
+            raise damaged(f"its state is a {type(state).__name__}, not a dict of tensors")
+        count = tensor_count(c["cell"], c["layers"], c["embedding"])
+        if count > len(state) + 64:  # a config far beyond the file: not worth listing
+            raise damaged(f"it holds {len(state)} tensors, its config ({implied}) implies {count}")
+        expected = parameter_shapes(
+            c["cell"], len(self.vocab), c["hidden"], c["layers"], c["embedding"]
+        )
+        missing = [key for key in expected if key not in state]
+        extra = sorted(str(key) for key in state if key not in expected)
+        if missing or extra:
+            problems = [
+                f"{what} {', '.join(keys[:3])}{' ...' if len(keys) > 3 else ''}"
+                for what, keys in (("missing", missing), ("unexpected", extra))
+                if keys
+            ]
+            raise damaged(f"its config ({implied}) implies other tensors: {'; '.join(problems)}")
+        for key, shape in expected.items():
+            tensor = state[key]
+            if not isinstance(tensor, torch.Tensor):
+                raise damaged(f"{key} is a {type(tensor).__name__}, not a tensor")
+            if tensor.dtype != torch.float32:
+                raise damaged(f"tensor {key} is {tensor.dtype}, expected torch.float32")
+            if tuple(tensor.shape) != shape:
+                raise damaged(
+                    f"tensor {key} has shape {tuple(tensor.shape)}, expected {shape} "
+                    f"for its config ({implied})"
+                )
+            if not tensor.is_contiguous():  # a stride-0 view claims more than the file holds
+                raise damaged(f"tensor {key} is not stored contiguously")
+
     @classmethod
     def load(cls, path: Path) -> RNN:
         import torch
+
+        from .cells import CharNet
 
         path = Path(path)
         if not path.is_file():
@@ -463,13 +621,26 @@ class RNN(lmeval.LanguageModel):
             if device.type == "cpu":
                 config["precision"] = "fp32"  # bf16 was a training setting of a GPU
             config["device"] = str(device)
-            model = cls(lmeval.Vocabulary.from_dict(data["vocab"]), **config)
-            model._build(device)
-            model._net.load_state_dict(data["state"])
-            model.history = [dict(row) for row in data.get("history", [])]
-            model._facts = {**dict(data.get("facts", {})), "device": str(device)}
+            threads = config.get("threads", 0)
+            if isinstance(threads, int) and threads > cpu_cores():
+                config["threads"] = cpu_cores()  # it came from a machine with more cores
+            model = cls._restored(lmeval.Vocabulary.from_dict(data["vocab"]), config)
+            state = data["state"]
+            history = [dict(row) for row in data.get("history", [])]
+            facts = {**dict(data.get("facts", {})), "device": str(device)}
         except (KeyError, TypeError, ValueError, RuntimeError, lmeval.UsageError) as exc:
             detail = " ".join(str(exc).split())[:160]
             raise lmeval.LmevalError(f"{path} is a damaged rnn checkpoint ({detail})") from None
+        model._check_state(path, state)
+        c = model.config
+        # built without memory, then the loaded tensors become its parameters: no
+        # second copy of the weights, no random initialisation to overwrite
+        with torch.device("meta"):
+            net = CharNet(
+                len(model.vocab), c["cell"], c["hidden"], c["layers"], c["embedding"], c["dropout"]
+            )
+        net.load_state_dict(state, assign=True)
+        model._net, model._device = net.to(device), device
+        model.history, model._facts = history, facts
         model._net.eval()
         return model

@@ -120,29 +120,45 @@ class Outcome:
     best_epoch: int = 0
 
 
-@contextmanager
-def sigint_stops(flag: dict[str, str]) -> Iterator[None]:
-    """While training, Ctrl-C asks to stop at the end of the batch; a second one aborts.
+#: The signals that ask training to stop: Ctrl-C, and what ``timeout``, ``docker stop``
+#: and batch schedulers send (SIGTERM; absent on some platforms).
+STOP_SIGNALS = tuple(
+    sig for sig in (signal.SIGINT, getattr(signal, "SIGTERM", None)) if sig is not None
+)
 
-    Installed only in the main thread (signal handlers live there), and the
-    previous handler is restored afterwards.
+
+@contextmanager
+def signals_stop(flag: dict[str, str]) -> Iterator[None]:
+    """While training, Ctrl-C or SIGTERM asks to stop at the end of the batch (the best
+    model is kept and scored); a second one of either aborts (KeyboardInterrupt).
+
+    Installed only in the main thread (signal handlers live there), over whatever
+    handlers were there (the CLI's own included), which are restored afterwards. A
+    signal whose handler was not set from Python is left alone: it could not be
+    put back.
     """
     if threading.current_thread() is not threading.main_thread():
         yield
         return
-    previous = signal.getsignal(signal.SIGINT)
+    previous = {sig: signal.getsignal(sig) for sig in STOP_SIGNALS}
+    previous = {sig: handler for sig, handler in previous.items() if handler is not None}
+
+    def restore() -> None:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
     def handler(signum, frame):
         if flag.get("stop") == "interrupted":
-            signal.signal(signal.SIGINT, previous)
+            restore()
             raise KeyboardInterrupt
         flag["stop"] = "interrupted"
 
-    signal.signal(signal.SIGINT, handler)
+    for sig in previous:
+        signal.signal(sig, handler)
     try:
         yield
     finally:
-        signal.signal(signal.SIGINT, previous)
+        restore()
 
 
 def synchronize(device: torch.device) -> None:
@@ -269,7 +285,7 @@ def train(
     else:
         total, unit = limits.epochs * per_epoch, "batch"
 
-    with lmeval.progress("train rnn", total=total, unit=unit) as bar, sigint_stops(flag):
+    with lmeval.progress("train rnn", total=total, unit=unit) as bar, signals_stop(flag):
         for epoch in range(1, limits.epochs + 1):
             net.train()
             state = None
