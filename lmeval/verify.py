@@ -25,6 +25,7 @@ skipped check is reported unverified, never silently trusted.
 
 from __future__ import annotations
 
+import hashlib
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -142,7 +143,7 @@ def as_logprobs(
             f"{what} returned shape {arr.shape}, expected one value per {per} ({expected})"
         )
     try:
-        arr = arr.astype(np.float64)
+        arr = arr.astype(np.float64, copy=False)  # the caller copies what it keeps
     except (TypeError, ValueError):
         raise ContractViolation(f"{what} returned {arr.dtype} values, not numbers") from None
     if np.isnan(arr).any():
@@ -242,7 +243,8 @@ def _distribution(
                 "at earlier tokens"
             ) from None
         raise
-    return as_logprobs(raw, len(model.vocab), "next_token_logprobs", tol, "vocabulary id")
+    # a copy: a model may answer in a buffer it reuses for the next call
+    return as_logprobs(raw, len(model.vocab), "next_token_logprobs", tol, "vocabulary id").copy()
 
 
 def _scores(model: LanguageModel, ids: np.ndarray, full: np.ndarray | None, tol: float):
@@ -363,15 +365,18 @@ class _Remembered:
 
     def __init__(self, model: LanguageModel) -> None:
         self._model = model
-        self._answers: dict[bytes, np.ndarray] = {}
+        self._answers: dict[tuple[int, bytes], np.ndarray] = {}
 
     def __getattr__(self, name: str):
         return getattr(self._model, name)
 
     def next_token_logprobs(self, context_ids: np.ndarray) -> np.ndarray:
-        key = np.asarray(context_ids, dtype=np.int64).tobytes()
+        # keyed by a digest, not the ids themselves: a far probe's context is most of
+        # the text, and keeping a copy of it per probe would cost 8 bytes per token
+        context = np.ascontiguousarray(context_ids, dtype=np.int64)
+        key = (len(context), hashlib.blake2b(memoryview(context).cast("B")).digest())
         if key not in self._answers:
-            self._answers[key] = self._model.next_token_logprobs(context_ids)
+            self._answers[key] = np.array(self._model.next_token_logprobs(context_ids))
         return self._answers[key]
 
 
