@@ -13,6 +13,7 @@ import math
 import signal
 import sys
 import threading
+import traceback
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -89,8 +90,8 @@ class LmevalGroup(click.Group):
         except click.Abort:
             _fail("aborted", 130)
         except Exception as exc:
-            if debug:
-                raise
+            if debug:  # the traceback, then the one line and status as without --debug
+                traceback.print_exc()
             _fail(*_error_line(exc))
         except (KeyboardInterrupt, _Interrupt) as exc:
             if debug:
@@ -363,6 +364,12 @@ def compare(
 
     if output is not None:
         check_writable(output)
+        if save_models and output.endswith(".lmz"):
+            if Path(output).resolve().parent == Path(save_models).resolve():
+                raise UsageError(
+                    f"-o {output} is in the --save-models folder, where a saved model may "
+                    "have its name: write the results elsewhere"
+                )
     set_progress(not quiet and sys.stderr.isatty())
     data = _data_kwargs(kw)
     specs = list(models) or None
@@ -400,6 +407,10 @@ def compare(
     if interrupted is not None:
         left = f"; not run: {', '.join(interrupted)}" if interrupted else ""
         _fail(f"interrupted: the {len(result.results)} finished row(s) are above{left}", 130)
+    unsaved = [r["label"] for r in result.results if (r.get("details") or {}).get("save_error")]
+    if save_models and unsaved and not any(r.get("error") for r in result.results):
+        # the results are written; a model asked to be saved and not saved is a failure
+        _fail(f"model(s) not saved: {', '.join(unsaved)} (details.save_error says why)", 1)
     failed = [r["label"] for r in result.results if r.get("error")]
     if failed:
         # the results are written; the status tells a script that a row holds an error

@@ -24,6 +24,7 @@ import numpy as np
 
 from .corpus import Corpus, DataOptions, load_corpus
 from .errors import LmevalError, PluginWarning, UsageError, one_line
+from .files import check_writable
 from .host import load_host
 from .metrics import Scores, TextStats
 from .models import LanguageModel, ModelSpec, parse_spec, resolve_params
@@ -197,7 +198,7 @@ def evaluate_model(
     ``tokenizer`` must use the model's vocabulary (see :func:`prepare_models`).
     A failure of the model (an exception, even ``SystemExit``; a broken
     contract; a failed verification) ends up in ``record["error"]`` and the
-    scores are ``None``; usage errors and Ctrl-C propagate. ``verify_positions``
+    scores are ``None``; only Ctrl-C propagates. ``verify_positions``
     probes (0: no verification, ``verified`` stays ``None``) decide
     ``verified`` and ``verify_error``; ``verify_seed`` places them (see
     :mod:`lmeval.verify`).
@@ -224,7 +225,10 @@ def evaluate_model(
                 details["verify_checks"] = {c.name: c.detail for c in outcome.checks}
                 if outcome.failed is not None:
                     raise ContractViolation(outcome.error or "verification failed")
-    except (KeyboardInterrupt, UsageError):
+            # a model's own facts, asked for here so that one that raises fails its row
+            facts = dict(model.details())
+            num_params = model.num_params
+    except KeyboardInterrupt:
         raise
     except BaseException as exc:  # a model's own failure (sys.exit too): report it in its row
         record["error"] = one_line(exc)
@@ -243,11 +247,11 @@ def evaluate_model(
         bytes=stats.bytes,
         lines=stats.lines,
         oovs=stats.oovs,
-        params=model.num_params,
+        params=num_params,
         model=model.name,
         yardstick=bool(getattr(model, "yardstick", False)),
         vocab_size=len(model.vocab),
-        details={**dict(model.details()), **details},
+        details={**facts, **details},
     )
     if metric_errors:
         record["details"]["metric_errors"] = metric_errors
@@ -258,7 +262,7 @@ def evaluate_model(
             record["details"]["saved_to"] = str(path)
         except NotImplementedError as exc:
             record["details"]["save_error"] = str(exc)
-        except (KeyboardInterrupt, UsageError):
+        except KeyboardInterrupt:
             raise
         except Exception as exc:  # a full disk, a save() that raises: keep the row
             record["details"]["save_error"] = f"not saved to {path}: {one_line(exc)}"
@@ -305,6 +309,8 @@ def check_saved_paths(specs: list[ModelSpec], save_dir: Path) -> None:
     seen: dict[str, str] = {}
     for spec in specs:
         path = saved_path(save_dir, spec.label)
+        if path.exists() or path.is_symlink():
+            check_writable(path)  # a folder or a read-only file there: refused now
         if (other := seen.get(path.name.lower())) is not None:
             raise UsageError(
                 f"models {other!r} and {spec.label!r} would both be saved as {path}: "
@@ -404,7 +410,7 @@ def compare(
                     host.extra_sources, spec, corpus, tokenizer, lines, min_freq, seed,
                     save_dir, verify, verify_seed,
                 )  # fmt: skip
-                record, scores = evaluate_isolated(job, on_error=remember)
+                record, scores, stop = evaluate_isolated(job, on_error=remember)
             else:
                 record, scores = evaluate_model(
                     model,
@@ -423,6 +429,8 @@ def compare(
                 comparison.scores[spec.label] = scores
             if on_result is not None:
                 on_result(record)
+            if isolate and stop:  # interrupted while the child ran: its row is kept
+                raise KeyboardInterrupt
     except KeyboardInterrupt:
         comparison.meta = _meta(corpus, tok, seed, comparison.results, host, verify, verify_seed)
         done = {r["label"] for r in comparison.results}
@@ -476,11 +484,12 @@ def _run_job(job: IsolatedJob) -> tuple[dict[str, Any], Scores | None, dict[str,
 
 def evaluate_isolated(
     job: IsolatedJob, on_error: ErrorHook | None = None
-) -> tuple[dict[str, Any], Scores | None]:
+) -> tuple[dict[str, Any], Scores | None, bool]:
     """:func:`evaluate_model` in a child process: a crash there fails only this row.
 
     A Ctrl-C is passed to the child; if the child ends by it, :class:`KeyboardInterrupt`
-    is raised here, as without isolation.
+    is raised here, as without isolation. The third value says whether an interrupt
+    came while the child ran and it finished anyway: the caller keeps the row, then stops.
     """
     from .isolation import run_in_child
 
@@ -493,13 +502,13 @@ def evaluate_isolated(
             for label, text in tracebacks.items():
                 on_error(label, _Traceback(text))
         record["details"] = {**(record.get("details") or {}), "isolated": True}
-        return record, scores
+        return record, scores, outcome.signalled
     record = dict.fromkeys(RECORD_KEYS)
     record.update(label=job.spec.label, spec=job.spec.text, error=outcome.error)
     record["details"] = {"isolated": True}
     if on_error is not None and outcome.traceback:
         on_error(job.spec.label, _Traceback(outcome.traceback))
-    return record, None
+    return record, None, outcome.signalled
 
 
 class _Traceback(Exception):

@@ -14,6 +14,7 @@ What lmeval promises about files (the README's "Errors" section):
 
 from __future__ import annotations
 
+import codecs
 import errno
 import gzip
 import os
@@ -37,6 +38,18 @@ DEFAULT_MAX_BYTES = 512 * 2**20
 _CHUNK = 2**20
 
 STDOUT = "-"
+
+#: Paths that are this process's own output streams: written through the open stream
+#: (which may be a file opened for appending), never reopened, which would truncate it.
+_STREAMS = {
+    STDOUT: lambda: sys.stdout,
+    "/dev/stdout": lambda: sys.stdout,
+    "/dev/fd/1": lambda: sys.stdout,
+    "/proc/self/fd/1": lambda: sys.stdout,
+    "/dev/stderr": lambda: sys.stderr,
+    "/dev/fd/2": lambda: sys.stderr,
+    "/proc/self/fd/2": lambda: sys.stderr,
+}
 
 
 def parse_size(text: str) -> int:
@@ -152,7 +165,9 @@ def atomic_write(path: str | os.PathLike[str], mode: str = "w", **kwargs) -> Ite
         return
     target = check_writable(path)
     try:
-        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+        # the name cut short: a legal 250-byte name must not give an illegal temporary one
+        short = target.name.encode()[:180].decode(errors="ignore")
+        fd, tmp = tempfile.mkstemp(prefix=f".{short}.", suffix=".tmp", dir=target.parent)
     except OSError as exc:
         raise write_error(path, exc) from None
     try:
@@ -174,8 +189,9 @@ def atomic_write(path: str | os.PathLike[str], mode: str = "w", **kwargs) -> Ite
 def _in_place(path: str | os.PathLike[str], mode: str, **kwargs) -> Iterator[IO]:
     """A handle on ``-`` (standard output, left open) or on a device or pipe."""
     try:
-        if str(path) == STDOUT:
-            stream = sys.stdout.buffer if "b" in mode else sys.stdout
+        stream = _STREAMS.get(str(path), lambda: None)()
+        if stream is not None:
+            stream = stream.buffer if "b" in mode else stream
             yield stream
             stream.flush()
             return
@@ -269,13 +285,19 @@ def read_text(
     ``--encoding``, and names the byte offset of input invalid for the encoding.
     """
     p = Path(path)
-    wide = encoding.lower().replace("_", "-").startswith(("utf-16", "utf-32", "utf16", "utf32"))
+    try:
+        canonical = codecs.lookup(encoding).name
+    except LookupError:
+        raise UsageError(
+            f"unknown encoding {encoding!r}: give one Python knows, e.g. utf-8"
+        ) from None
+    wide = canonical.startswith(("utf-16", "utf-32"))
 
     def refuse_binary(chunk: bytes, offset: int) -> None:
         """A NUL byte, wherever it is, before the rest of the file is read."""
         if not wide and (nul := chunk.find(b"\x00")) >= 0:
-            if offset == 0 and _looks_utf16(chunk):
-                raise LmevalError(f"{p} looks like UTF-16 text: pass --encoding utf-16")
+            if offset == 0 and (wide_kind := _wide_encoding(chunk)) is not None:
+                raise LmevalError(f"{p} looks like {wide_kind} text: pass --encoding {wide_kind}")
             raise LmevalError(
                 f"{p} looks binary (a NUL byte at offset {offset + nul:,}): give a text file"
             )
@@ -283,14 +305,21 @@ def read_text(
     data = read_bytes(p, max_bytes, check=refuse_binary)
     try:
         text = data.decode(encoding)
-    except LookupError:
-        raise UsageError(f"unknown encoding {encoding!r}") from None
     except UnicodeDecodeError as exc:
-        if not wide and _looks_utf16(data):
-            raise LmevalError(f"{p} looks like UTF-16 text: pass --encoding utf-16") from None
+        if not wide and (wide_kind := _wide_encoding(data)) is not None:
+            raise LmevalError(
+                f"{p} looks like {wide_kind} text: pass --encoding {wide_kind}"
+            ) from None
         raise LmevalError(
             f"{p} is not valid {encoding} (byte {exc.start}): pass --encoding, e.g. latin-1"
         ) from None
+    except (UnicodeError, LookupError, TypeError) as exc:  # a codec that is not for text
+        raise UsageError(f"--encoding {encoding} cannot read text files ({exc})") from None
+    if wide and (nul := text.find("\x00")) >= 0:
+        raise LmevalError(
+            f"{p} decoded as {encoding} holds a NUL character (character {nul:,}): "
+            "it is binary, or in another encoding (utf-32? utf-16-be?)"
+        )
     # Line ends are normalised and a byte-order mark dropped: checksums and byte
     # counts describe the text as lmeval reads it, not the raw file.
     text = text.removeprefix("\ufeff").replace("\r\n", "\n")
@@ -299,19 +328,28 @@ def read_text(
     return text
 
 
-def _looks_utf16(data: bytes) -> bool:
-    """Whether ``data`` reads as UTF-16 and either starts with its byte-order mark or
-    has a NUL in nearly every other byte of its start (ASCII text in UTF-16)."""
+def _wide_encoding(data: bytes) -> str | None:
+    """The encoding ``data`` is in when it looks like UTF-32 or UTF-16 (a byte-order
+    mark, or ASCII text with NULs in the other bytes of each unit) and decodes so."""
     head = data[:4096]
     if len(head) < 8:
-        return False
+        return None
+    if head.startswith((b"\xff\xfe\x00\x00", b"\x00\x00\xfe\xff")):
+        guess = "utf-32"
+    elif head.startswith((b"\xff\xfe", b"\xfe\xff")):
+        guess = "utf-16"
+    else:
+        lanes = [head[i::4].count(0) / len(head[i::4]) for i in range(4)]
+        if sum(share > 0.9 for share in lanes) == 3:
+            guess = "utf-32-le" if lanes[0] < 0.1 else "utf-32-be"
+        elif lanes[0] > 0.9 and lanes[2] > 0.9 and lanes[1] < 0.1 and lanes[3] < 0.1:
+            guess = "utf-16-be"
+        elif lanes[1] > 0.9 and lanes[3] > 0.9 and lanes[0] < 0.1 and lanes[2] < 0.1:
+            guess = "utf-16-le"
+        else:
+            return None
     try:
-        data.decode("utf-16")
+        data.decode(guess)
     except UnicodeDecodeError:
-        return False
-    if head.startswith((b"\xff\xfe", b"\xfe\xff")):
-        return True
-    halves = (head[0::2], head[1::2])
-    return any(
-        h.count(0) >= 0.9 * len(h) and o.count(0) <= 0.1 * len(o) for h, o in (halves, halves[::-1])
-    )
+        return None
+    return guess

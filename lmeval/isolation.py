@@ -43,6 +43,9 @@ class ChildOutcome:
     error: str | None = None
     traceback: str | None = None
     interrupted: bool = False
+    #: An interrupt reached this process while the child ran (the caller should stop
+    #: after keeping what came back: the child may have finished before it could act).
+    signalled: bool = False
 
 
 def run_in_child(work: Callable[..., Any], *args: Any) -> ChildOutcome:
@@ -60,6 +63,7 @@ def run_in_child(work: Callable[..., Any], *args: Any) -> ChildOutcome:
             stdin=subprocess.PIPE,
             pass_fds=(write_fd,),
             process_group=0,
+            preexec_fn=_prepare_child,
         )
     finally:
         os.close(write_fd)
@@ -93,15 +97,31 @@ def run_in_child(work: Callable[..., Any], *args: Any) -> ChildOutcome:
             child.kill()
             child.wait()
         reader.join()
+    signalled = interrupts > 0
     data = answer[0] if answer else b""
     if not data:
-        return ChildOutcome(error=_death(child.returncode))
+        return ChildOutcome(error=_death(child.returncode), signalled=signalled)
     kind, payload = pickle.loads(data)  # from our own child, through a pipe
     if kind == "value":
-        return ChildOutcome(value=payload)
+        return ChildOutcome(value=payload, signalled=signalled)
     if kind == "interrupted":
-        return ChildOutcome(error="interrupted", interrupted=True)
-    return ChildOutcome(error=payload[0], traceback=payload[1])
+        return ChildOutcome(error="interrupted", interrupted=True, signalled=signalled)
+    return ChildOutcome(error=payload[0], traceback=payload[1], signalled=signalled)
+
+
+def _prepare_child() -> None:
+    """In the child before it starts Python: SIGINT ignored until its work begins (an
+    interrupt during its imports would print a traceback; Python keeps an ignored
+    SIGINT ignored at start-up), and, on Linux, death with its parent (no orphan
+    running on when the parent is killed)."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    if sys.platform.startswith("linux"):
+        try:
+            import ctypes
+
+            ctypes.CDLL(None).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+        except (OSError, AttributeError):
+            pass
 
 
 def _read_all(fd: int) -> bytes:
@@ -124,6 +144,9 @@ def _death(returncode: int | None) -> str:
 def _child_main(write_fd: int) -> None:
     """The child: read ``(work, args)`` from stdin, write ``(kind, payload)`` to the pipe."""
     work, args = pickle.loads(sys.stdin.buffer.read())  # from our parent, through a pipe
+    # from here an interrupt the parent passes on is a KeyboardInterrupt (a model may
+    # stop gracefully on it), whatever SIGINT was when the parent started
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
         message: tuple[str, Any] = ("value", work(*args))
     except KeyboardInterrupt:

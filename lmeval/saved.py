@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from .errors import LmevalError, UsageError, one_line
+from .errors import LmevalError, one_line
 from .files import atomic_write, format_size
 from .models import LanguageModel, Param
 from .plugins import Registry, active_host
@@ -111,7 +111,7 @@ def read_meta(path: Path) -> dict[str, Any]:
         _member(archive, path, "meta.json", META_MAX_BYTES)
         try:
             meta = json.loads(archive.read("meta.json"))
-        except (zipfile.BadZipFile, ValueError, OSError, EOFError) as exc:
+        except Exception as exc:  # zipfile and json raise many kinds (deep nesting too)
             raise LmevalError(f"{path} has a damaged meta.json ({one_line(exc)})") from None
     if not isinstance(meta, dict):
         raise LmevalError(
@@ -145,6 +145,11 @@ def load_model(
                 "load_model needs the registered models: pass models=lmeval.load_host().models"
             )
         models = host.models
+    if meta["model"] not in models:
+        raise LmevalError(
+            f"{path} was saved by the model {meta['model']!r}, which is not registered here: "
+            "install or --plugin the plugin that has it"
+        )
     cls = models.get(meta["model"])
     with tempfile.TemporaryDirectory() as tmp, _open_archive(path) as archive:
         info = _member(archive, path, "model", None)
@@ -156,15 +161,17 @@ def load_model(
             )
         try:
             payload = Path(archive.extract(info, tmp))
-        except (zipfile.BadZipFile, OSError, EOFError, ValueError) as exc:
+        except Exception as exc:  # a bad CRC, an unknown compression, encryption
             raise LmevalError(f"{path} has a damaged model member ({one_line(exc)})") from None
         try:
             model = cls.load(payload)
         except Exception as exc:  # a model's own message names the temporary file
+            # a damaged file is a run-time failure (1), even where the model says "bad
+            # parameter" (2) of the config it read from it
             text = one_line(exc).replace(str(payload), f"{path} (its model)")
-            if isinstance(exc, LmevalError):
-                raise (UsageError if isinstance(exc, UsageError) else LmevalError)(text) from None
-            raise LmevalError(f"cannot load model from {path}: {text}") from None
+            if str(path) not in text:
+                text = f"cannot load model from {path}: {text}"
+            raise LmevalError(text) from None
     return model, meta
 
 

@@ -235,7 +235,9 @@ def test_more_bad_input(small_text, args, code, message):
 
 def test_debug_is_accepted_after_the_command(small_text):
     result = run("compare", "-m", "nosuch", "--text", str(small_text), "--debug")
-    assert isinstance(result.exception, Exception) and "unknown model" in str(result.exception)
+    # the traceback, then the same line and status as without --debug
+    assert result.exit_code == 2 and "Traceback (most recent call last)" in result.stderr
+    assert result.stderr.rstrip().splitlines()[-1].startswith("lmeval: error: unknown model")
 
 
 def test_failed_model_still_writes_results_and_exits_1(write, small_text, tmp_path):

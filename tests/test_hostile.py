@@ -396,26 +396,31 @@ def test_isolated_rows_equal_in_process_rows(text):
 # -- 6. signals ------------------------------------------------------------------------
 
 
-def _start_slow_comparison(tmp_path: Path, text: Path) -> subprocess.Popen:
+def _start_slow_comparison(tmp_path: Path, text: Path, *extra: str) -> subprocess.Popen:
     uniform = "np.full(len(ids), -np.log(len(self.vocab)))"
     plugin = model_plugin(tmp_path, "slow", "time.sleep(60)", uniform)
     env = {k: v for k, v in os.environ.items() if k != "LMEVAL_PLUGINS"}
     proc = subprocess.Popen(
         [sys.executable, "-m", "lmeval", "compare", "-m", "uniform", "-m", "slow"]
         + ["-m", "ngram", "--text", str(text), "--plugin", str(plugin)]
-        + ["--format", "json", "-o", "out.json"],
+        + ["--format", "json", "-o", "out.json", *extra],
         cwd=tmp_path,
         stderr=subprocess.PIPE,
         text=True,
         env=env,
+        # as a shell starts a background job: SIGINT ignored, which a child inherits
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN) if extra else None,
     )
-    time.sleep(2.5)  # uniform finished, slow is fitting
+    time.sleep(4 if extra else 2.5)  # uniform finished, slow is fitting
     return proc
 
 
-@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
-def test_a_signal_keeps_the_finished_rows(tmp_path, text, signum):
-    proc = _start_slow_comparison(tmp_path, text)
+@pytest.mark.parametrize(
+    ("signum", "extra"),
+    [(signal.SIGTERM, []), (signal.SIGINT, []), (signal.SIGTERM, ["--isolate"])],
+)
+def test_a_signal_keeps_the_finished_rows(tmp_path, text, signum, extra):
+    proc = _start_slow_comparison(tmp_path, text, *extra)
     proc.send_signal(signum)
     _, stderr = proc.communicate(timeout=20)
     assert proc.returncode == 130, stderr
@@ -459,3 +464,91 @@ def test_save_models_into_a_file_is_refused_before_any_work(tmp_path, text):
     run = compare("--text", text, "--save-models", taken, cwd=tmp_path)
     run.assert_one_line_error(2, "is a file")
     assert taken.read_text(encoding="utf-8") == "a file"
+
+
+FLAWED = """
+import math, numpy as np, lmeval
+class U(lmeval.LanguageModel):
+    name = "u0"
+    def fit(self, t, v=None): pass
+    def score(self, ids): return np.full(len(ids), -math.log(len(self.vocab)))
+class BadDetails(U):
+    name = "baddetails"
+    def details(self): raise TypeError("details broke")
+class Refuses(U):
+    name = "refuses"
+    def fit(self, t, v=None): raise lmeval.UsageError("cannot fit this text")
+@lmeval.hookimpl
+def register_models(register): register(BadDetails); register(Refuses)
+"""
+
+
+@pytest.mark.parametrize(
+    ("model", "words"), [("baddetails", "details broke"), ("refuses", "cannot fit")]
+)
+def test_a_model_failing_anywhere_fails_only_its_row(tmp_path, text, model, words):
+    (tmp_path / "flawed.py").write_text(FLAWED, encoding="utf-8")
+    run = run_lmeval(
+        "compare", "-m", "uniform", "-m", model, "--text", text, "--plugin", "flawed.py",
+        "--format", "json", "-o", "out.json", cwd=tmp_path,
+    )  # fmt: skip
+    assert run.code == 1, run.stderr
+    good, bad = json.loads((tmp_path / "out.json").read_text())["results"]
+    assert good["verified"] and words in bad["error"]
+
+
+def test_a_folder_where_a_model_would_be_saved_is_refused_before_training(tmp_path, text):
+    (tmp_path / "m" / "uniform.lmz").mkdir(parents=True)
+    run = compare("--text", text, "--save-models", tmp_path / "m", cwd=tmp_path)
+    run.assert_one_line_error(2, "uniform.lmz", "folder")
+
+
+def test_a_long_but_legal_output_name_is_written(tmp_path, text):
+    out = tmp_path / ("r" * 246 + ".json")
+    assert compare("--text", text, "--format", "json", "-o", out, cwd=tmp_path).code == 0
+    assert json.loads(out.read_text())["results"] and leftovers(tmp_path) == []
+
+
+def test_dev_stdout_appended_to_keeps_what_was_there(tmp_path, text):
+    log = tmp_path / "log.txt"
+    log.write_text("earlier\n", encoding="utf-8")
+    with open(log, "a") as handle:
+        proc = subprocess.run(
+            [sys.executable, "-m", "lmeval", "compare", "-m", "uniform", "--text", str(text)]
+            + ["--format", "csv", "-o", "/dev/stdout"],
+            stdout=handle,
+            stderr=subprocess.PIPE,
+            cwd=tmp_path,
+        )
+    assert proc.returncode == 0
+    assert log.read_text().splitlines()[:2] == ["earlier", log.read_text().splitlines()[1]]
+    assert log.read_text().splitlines()[1].startswith("label,spec")
+
+
+@pytest.mark.parametrize("encoding", ["utf-32", "utf-16-be", "utf-16-le"])
+def test_wide_text_gets_its_own_encoding_named(tmp_path, encoding):
+    wide = tmp_path / "wide.txt"
+    wide.write_bytes(TEXT.encode(encoding))
+    compare("--text", wide, cwd=tmp_path).assert_one_line_error(1, f"--encoding {encoding}")
+    assert compare("--text", wide, "--encoding", encoding, cwd=tmp_path).code == 0
+
+
+def test_a_nul_in_wide_text_is_refused(tmp_path):
+    wide = tmp_path / "wide.txt"
+    wide.write_bytes(TEXT.encode("utf-32"))
+    run = compare("--text", wide, "--encoding", "utf-16", cwd=tmp_path)
+    run.assert_one_line_error(1, "NUL")
+
+
+def test_an_encoding_that_is_not_for_text_is_a_usage_error(tmp_path, text):
+    compare("--text", text, "--encoding", "undefined", cwd=tmp_path).assert_one_line_error(
+        2, "--encoding undefined"
+    )
+
+
+def test_an_archive_of_an_unknown_model_names_the_file(tmp_path, text, saved_model):
+    with zipfile.ZipFile(saved_model) as archive:
+        meta = json.loads(archive.read("meta.json"))
+    _rewrite(saved_model, {"meta.json": json.dumps({**meta, "model": "nosuch"}).encode()})
+    run = run_lmeval("generate", "--load", saved_model, "-n", "3", cwd=tmp_path)
+    run.assert_one_line_error(1, str(saved_model), "'nosuch'", "not registered")
