@@ -15,7 +15,6 @@ from typing import TypedDict
 from .datasets import BUILTIN_DATASETS
 from .errors import UsageError
 from .files import DEFAULT_MAX_BYTES, read_text
-from .tokenizers import split_lines
 
 DEFAULT_SPLIT = (0.8, 0.1, 0.1)
 
@@ -37,12 +36,31 @@ class Corpus:
 
     def line_counts(self) -> dict[str, int]:
         parts = {"train": self.train, "valid": self.valid, "test": self.test}
-        return {k: len(_lines(v)) for k, v in parts.items() if v is not None}
+        return {k: count_lines(v) for k, v in parts.items() if v is not None}
 
 
-def _lines(text: str) -> list[str]:
-    """Lines with their ``\\n``, the last one too (every line is ended, as tokenizers see it)."""
-    return [line + "\n" for line in split_lines(text)]
+def count_lines(text: str) -> int:
+    """The lines of ``text`` as :func:`lmeval.tokenizers.split_lines` cuts them,
+    counted without making them (a list of 25 M short lines costs gigabytes)."""
+    return text.count("\n") + (1 if text and not text.endswith("\n") else 0)
+
+
+#: Characters per window when :func:`_after_lines` counts newlines.
+_WINDOW = 2**20
+
+
+def _after_lines(text: str, k: int) -> int:
+    """The offset just after the ``k``-th newline of ``text`` (``len(text)`` if fewer)."""
+    pos = 0
+    while k > 0 and pos < len(text):
+        in_window = text.count("\n", pos, pos + _WINDOW)
+        if in_window < k:
+            k, pos = k - in_window, pos + _WINDOW
+            continue
+        for _ in range(k):
+            pos = text.find("\n", pos) + 1
+        return pos
+    return min(pos, len(text))
 
 
 def parse_split(text: str) -> tuple[float, float, float]:
@@ -78,13 +96,15 @@ def split_text(
     ``--split``): it would otherwise get what rounding leaves, a line or two.
     """
     _refuse_empty_part(fractions, f"the split {fractions} of {name}")
-    lines = _lines(text)
-    n = len(lines)
+    if text and not text.endswith("\n"):
+        text += "\n"  # every line ended, the last one too, as tokenizers see it
+    n = count_lines(text)
     n_train = int(n * fractions[0])
     n_valid = int(n * fractions[1])
-    train = "".join(lines[:n_train])
-    valid = "".join(lines[n_train : n_train + n_valid])
-    test = "".join(lines[n_train + n_valid :])
+    # cut at offsets found by counting newlines: no list of lines (memory set by the text)
+    end_train = _after_lines(text, n_train)
+    end_valid = _after_lines(text, n_train + n_valid)
+    train, valid, test = text[:end_train], text[end_train:end_valid], text[end_valid:]
     if not test.strip():
         raise UsageError(
             f"the split {fractions} of {name} ({n} lines) leaves the test set empty: "

@@ -552,3 +552,11 @@ def test_an_archive_of_an_unknown_model_names_the_file(tmp_path, text, saved_mod
     _rewrite(saved_model, {"meta.json": json.dumps({**meta, "model": "nosuch"}).encode()})
     run = run_lmeval("generate", "--load", saved_model, "-n", "3", cwd=tmp_path)
     run.assert_one_line_error(1, str(saved_model), "'nosuch'", "not registered")
+
+
+def test_many_short_lines_cost_memory_set_by_the_text_not_the_line_count(tmp_path):
+    # 40 MB of two-character lines from a 39 KB file: a list of 20 M lines took 1.6 GB
+    small = tmp_path / "lines.txt.gz"
+    small.write_bytes(gzip.compress(b"a\n" * 20_000_000, 9))
+    run = compare("--text", small, "--verify-seed", "1", cwd=tmp_path, memory_mb=1024)
+    assert run.code == 0, run.stderr
