@@ -29,7 +29,7 @@ from .evaluate import Comparison, Interrupted, build_model, compare, evaluate_mo
 from .files import atomic_write, read_text
 from .hookspecs import hookimpl
 from .host import load_host
-from .metrics import Metric, Scores, TextStats
+from .metrics import Metric, Scores, TextStats, perplexity
 from .models import LanguageModel, ModelSpec, Param, at_least, in_range, parse_spec, sample_id
 from .plugins import PluginHost
 from .progressbars import progress, progress_enabled, set_progress
@@ -75,6 +75,7 @@ __all__ = [
     "hookimpl",
     "in_range",
     "parse_spec",
+    "perplexity",
     "progress",
     "progress_enabled",
     "read_text",

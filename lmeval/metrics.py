@@ -84,14 +84,21 @@ def _ratio(numerator: float, denominator: int) -> float:
     return numerator / denominator if denominator else math.nan
 
 
+def perplexity(nats_per_token: float) -> float:
+    """``exp(cross-entropy)``: the one conversion from nats per token to perplexity
+    (``inf`` where exp overflows, never a silent cap), used by every table and history."""
+    if math.isnan(nats_per_token):
+        return math.nan
+    return math.exp(nats_per_token) if nats_per_token < 700 else math.inf
+
+
 class Perplexity(Metric):
     name = "perplexity"
     description = "exp(cross-entropy): the effective number of equally likely next tokens"
     fmt = ".3f"
 
     def compute(self, scores: Scores) -> float:
-        ce = _ratio(scores.nll, scores.stats.tokens)
-        return math.inf if ce == math.inf else math.exp(ce) if ce < 700 else math.inf
+        return perplexity(_ratio(scores.nll, scores.stats.tokens))
 
 
 class CrossEntropy(Metric):

@@ -7,6 +7,7 @@ measured by ``benchmarks/rnn_quality.py``, not here.
 from __future__ import annotations
 
 import json
+import math
 import os
 import signal
 import subprocess
@@ -221,6 +222,15 @@ def test_history_and_details_are_json(trained):
     assert details["tokens_trained"] > 0
     row = details["history"][0]
     assert set(row) >= {"epoch", "train_ppl", "valid_ppl", "tokens_per_s", "seconds", "lr"}
+    # nats as measured; perplexity through the core's one formula, never capped
+    for part in ("train", "valid"):
+        assert row[f"{part}_ppl"] == lmeval.perplexity(row[f"{part}_nats"]) > 1
+
+
+def test_perplexity_is_one_formula_with_no_cap():
+    assert lmeval.perplexity(1.0) == math.e and lmeval.perplexity(0.0) == 1.0
+    assert lmeval.perplexity(60.0) == math.exp(60.0)  # exp(min(nll, 50)) capped it
+    assert lmeval.perplexity(1e4) == math.inf and math.isnan(lmeval.perplexity(math.nan))
 
 
 def test_random_partition_and_given_validation(data):

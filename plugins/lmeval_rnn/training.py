@@ -339,7 +339,7 @@ def train(
                     rate = tokens / max(now - epoch_began, 1e-9)
                     if not math.isfinite(float(loss_sum)):
                         flag["stop"] = "diverged"
-                    train_ppl = math.exp(min(float(loss_sum) / tokens, 50.0))
+                    train_ppl = lmeval.perplexity(float(loss_sum) / tokens)
                     bar.update(
                         info=f"epoch {epoch} train ppl {train_ppl:.2f}"
                         + (
@@ -374,8 +374,11 @@ def train(
             outcome.tokens += tokens
             row = {
                 "epoch": epoch,
-                "train_ppl": math.exp(min(float(loss_sum) / max(tokens, 1), 50.0)),
-                "valid_ppl": math.exp(min(valid_nll, 50.0)),
+                # nats per token, as measured; perplexity only through the core's formula
+                "train_nats": float(loss_sum) / max(tokens, 1),
+                "valid_nats": valid_nll,
+                "train_ppl": lmeval.perplexity(float(loss_sum) / max(tokens, 1)),
+                "valid_ppl": lmeval.perplexity(valid_nll),
                 "tokens": tokens,
                 "tokens_per_s": tokens / max(train_seconds, 1e-9),
                 "seconds": train_seconds + valid_seconds,
