@@ -49,6 +49,11 @@ def count_lines(text: str) -> int:
 _WINDOW = 2**20
 
 
+def first_lines(text: str, n: int) -> str:
+    """The first ``n`` lines of ``text`` (with their newlines), found without splitting it."""
+    return text[: _after_lines(text, n)]
+
+
 def _after_lines(text: str, k: int) -> int:
     """The offset just after the ``k``-th newline of ``text`` (``len(text)`` if fewer)."""
     pos = 0
