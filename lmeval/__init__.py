@@ -8,7 +8,7 @@ every import and holds the code to this list)::
 
     11  __init__ __main__               the public face
     10  cli                             the command line
-     9  report testing                  tables; the plugin authors' kit
+     9  report testing curves export    tables; the plugin authors' kit; curves; token files
      8  evaluate                        fit, score, verify, records
      7  host                            the plugin host of one call
      6  builtins                        lmeval's own registrations
@@ -26,6 +26,7 @@ from .corpus import Corpus, load_corpus, split_text
 from .datasets import Dataset, RemoteText
 from .errors import LmevalError, PluginWarning, UsageError
 from .evaluate import Comparison, Interrupted, build_model, compare, evaluate_model, train
+from .export import save_tokens
 from .files import atomic_write, read_text
 from .hookspecs import hookimpl
 from .host import load_host
@@ -79,6 +80,7 @@ __all__ = [
     "progress",
     "progress_enabled",
     "read_text",
+    "save_tokens",
     "sample_id",
     "set_progress",
     "verify_model",

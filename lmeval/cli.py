@@ -291,6 +291,13 @@ def _data_kwargs(kw: dict[str, Any]) -> dict[str, Any]:
     help="Save every fitted model as DIR/LABEL.lmz (score later with -m saved:path=...).",
 )
 @click.option(
+    "--save-tokens",
+    type=click.Path(dir_okay=False),
+    metavar="PATH",
+    help="Write every model's predicted tokens to PATH.jsonl or PATH.parquet (extra "
+    "lmeval[parquet]): model, position, line, token, logprob (nats), oov, order (n-grams).",
+)
+@click.option(
     "--verify",
     "verify_positions",
     default=DEFAULT_POSITIONS,
@@ -329,6 +336,7 @@ def compare(
     fmt,
     output,
     save_models,
+    save_tokens,
     verify_positions,
     verify_seed,
     no_verify,
@@ -359,9 +367,15 @@ def compare(
     """
     from .evaluate import Interrupted, default_specs
     from .evaluate import compare as run_compare
+    from .export import save_tokens as write_tokens
+    from .export import tokens_format
     from .progressbars import progress, set_progress
     from .report import render, render_table
 
+    if save_tokens is not None:
+        tokens_format(save_tokens)  # a bad suffix, no pyarrow, no folder: before training
+        if output is not None and Path(output).resolve() == Path(save_tokens).resolve():
+            raise UsageError(f"-o and --save-tokens are both {output}: give two files")
     if output is not None:
         check_writable(output)
         if save_models and output.endswith(".lmz"):
@@ -385,6 +399,7 @@ def compare(
                 host=run.host,
                 on_result=lambda r: bar.update(advance=1, info=f"done: {r['label']}"),
                 isolate=isolate,
+                keep_tokens=save_tokens is not None,
                 **data,
             )
     except Interrupted as exc:
@@ -404,6 +419,9 @@ def compare(
         _emit(buffer.getvalue(), output)
     else:
         _emit(render(result, fmt), output)
+    if save_tokens is not None:
+        rows = write_tokens(result, save_tokens)
+        click.echo(f"wrote {save_tokens} ({rows} tokens)", err=True)
     if interrupted is not None:
         left = f"; not run: {', '.join(interrupted)}" if interrupted else ""
         _fail(f"interrupted: the {len(result.results)} finished row(s) are above{left}", 130)

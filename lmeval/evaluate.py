@@ -53,6 +53,18 @@ STREAM_POLICY = (
 )
 
 
+@dataclass(frozen=True)
+class ScoredTokens:
+    """What one row predicted, kept by ``compare(keep_tokens=True)`` for
+    :func:`lmeval.save_tokens`: its ``Scores.logprobs[i]`` is the score of ``ids[i]``."""
+
+    ids: np.ndarray  #: the test ids (int64) the model scored
+    vocab: Vocabulary  #: the model's vocabulary (``vocab.itos[id]`` is a token's text)
+    #: per token, the order of the longest n-gram used (``model.orders_used``), else None
+    orders: np.ndarray | None
+    lines: bool  #: line mode (end-of-line tokens) or stream mode
+
+
 @dataclass
 class Comparison:
     """What ``compare`` returns: one record per model and what was measured."""
@@ -63,6 +75,8 @@ class Comparison:
     scores: dict[str, Scores] = field(default_factory=dict, repr=False)
     #: The traceback of each failed row's exception, by label (``--debug`` shows them).
     tracebacks: dict[str, str] = field(default_factory=dict, repr=False)
+    #: Per-model predicted tokens, with ``compare(keep_tokens=True)`` (not serialised).
+    tokens: dict[str, ScoredTokens] = field(default_factory=dict, repr=False)
 
     def to_dict(self) -> dict[str, Any]:
         return {"results": self.results, "meta": self.meta}
@@ -271,6 +285,31 @@ def evaluate_model(
     return record, scores
 
 
+def _scored_tokens(
+    model: LanguageModel | None, tokenizer: Tokenizer, corpus: Corpus, record: dict[str, Any]
+) -> ScoredTokens:
+    """A fitted row's test ids and vocabulary, and the n-gram order of each token when
+    ``model`` has ``orders_used(ids)``; orders that raise or are not one integer >= 1
+    per token are left out (None), and ``record["details"]["orders_error"]`` says why."""
+    ids = read_only(tokenizer.encode(corpus.test))
+    orders = None
+    if callable(orders_used := getattr(model, "orders_used", None)):
+        try:
+            orders = np.asarray(orders_used(ids))
+            if orders.shape != ids.shape or not np.issubdtype(orders.dtype, np.integer):
+                raise ContractViolation(
+                    f"orders_used() gave {orders.dtype} of shape {orders.shape}, "
+                    f"not {len(ids)} integers"
+                )
+            if len(orders) and orders.min() < 1:
+                raise ContractViolation(f"orders_used() gave order {orders.min()}, not >= 1")
+            orders = read_only(orders)
+        except Exception as exc:  # the row stands; only its orders are missing
+            orders = None
+            record["details"]["orders_error"] = one_line(exc)
+    return ScoredTokens(ids, tokenizer.vocab, orders, tokenizer.lines)
+
+
 def _details_of(model: LanguageModel) -> dict[str, Any]:
     """The model's own facts for a failed row (its notes may say why), if it can give them."""
     try:
@@ -354,6 +393,7 @@ def compare(
     host: PluginHost | None = None,
     on_result: Callable[[dict[str, Any]], None] | None = None,
     isolate: bool = False,
+    keep_tokens: bool = False,
     **data: Unpack[DataOptions],
 ) -> Comparison:
     """Fit every model on the training text, score the test text, verify each row.
@@ -375,6 +415,9 @@ def compare(
     child loads the same plugins by name (``plugins``, ``--plugin``, the
     environment), so a plugin object registered on ``host`` in Python is not
     there.
+    ``keep_tokens`` keeps each successful row's test ids, vocabulary and (from
+    a model with ``orders_used``, not under ``isolate``) n-gram orders in
+    ``Comparison.tokens``, for :func:`lmeval.save_tokens`.
 
     Ctrl-C raises :class:`Interrupted`, which holds the rows that finished.
     """
@@ -427,6 +470,10 @@ def compare(
             comparison.results.append(record)
             if scores is not None:
                 comparison.scores[spec.label] = scores
+                if keep_tokens:
+                    comparison.tokens[spec.label] = _scored_tokens(
+                        None if isolate else model, model_tok, corpus, record
+                    )
             if on_result is not None:
                 on_result(record)
             if isolate and stop:  # interrupted while the child ran: its row is kept

@@ -65,12 +65,25 @@ class _BackoffModel(lmeval.LanguageModel):
         return int(self._internal(np.asarray([self.vocab.eos_id]))[0])
 
     def score(self, ids: np.ndarray) -> np.ndarray:
-        tables = self._require()
-        internal = self._internal(ids)
-        if len(internal) == 0:
+        tables, seq, starts = self._padded(ids)
+        if len(seq) == 1:  # no token: only the <s>
             return np.zeros(0, dtype=np.float64)
-        seq, starts = pad(internal, self._internal_eos(), tables.bos)
         return tables.score_padded(seq, starts)[~starts]
+
+    def orders_used(self, ids: np.ndarray) -> np.ndarray:
+        """For every token of ``ids``, the order (1 to ``order``, int64) of the longest
+        stored n-gram ending at it, whose probability :meth:`score` uses: the matched
+        context's length + 1, as KenLM's ``query`` reports ``ngram_length``. 1 means a
+        unigram, after backing off from every longer context. (Optional, duck-typed:
+        ``lmeval compare --save-tokens`` writes it as the ``order`` column.)"""
+        tables, seq, starts = self._padded(ids)
+        return tables.orders_padded(seq, starts)[~starts]
+
+    def _padded(self, ids: np.ndarray) -> tuple[Tables, np.ndarray, np.ndarray]:
+        """The tables, and ``ids`` as a padded internal sequence with its sentence starts."""
+        tables = self._require()
+        seq, starts = pad(self._internal(ids), self._internal_eos(), tables.bos)
+        return tables, seq, starts
 
     def _history(self, context_ids: np.ndarray) -> np.ndarray:
         """The internal ids that decide the next token: at most the last order-1.

@@ -94,12 +94,20 @@ class Tables:
         lp = self.logp[0][seq]
         rank = seq
         for n in range(2, self.order + 1):
-            ctx = np.empty_like(rank)
-            ctx[0] = -1
-            ctx[1:] = rank[:-1]
-            ctx[starts] = -1  # an n-gram never crosses a sentence start
-            rank = self._step(n, lp, ctx, seq)
+            rank = self._step(n, lp, _contexts(rank, starts), seq)
         return lp
+
+    def orders_padded(self, seq: np.ndarray, starts: np.ndarray) -> np.ndarray:
+        """The order of the longest stored n-gram ending at every token of a padded
+        sequence (1 to ``order``; KenLM's ``ngram_length``), the one whose probability
+        :meth:`score_padded` uses; ``<s>`` entries are meaningless, as there."""
+        seq = np.asarray(seq, dtype=np.int64)
+        used = np.ones(len(seq), dtype=np.int64)
+        rank = seq
+        for n in range(2, self.order + 1):
+            rank = self.lookup(n, _contexts(rank, starts), seq)
+            used[rank >= 0] = n
+        return used
 
     def context_rank(self, context: np.ndarray) -> int:
         """Rank of the n-gram ``context`` in the table of its order, or -1."""
@@ -153,3 +161,13 @@ class Tables:
             logbo=[data[f"logbo_{n}"] for n in range(1, order)],
             backoff=bool(data["backoff"]),
         )
+
+
+def _contexts(rank: np.ndarray, starts: np.ndarray) -> np.ndarray:
+    """The context rank of every position at the next order: the rank of the n-gram
+    ending one token earlier, -1 at the first token and at sentence starts."""
+    ctx = np.empty_like(rank)
+    ctx[0] = -1
+    ctx[1:] = rank[:-1]
+    ctx[starts] = -1  # an n-gram never crosses a sentence start
+    return ctx
