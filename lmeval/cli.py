@@ -575,6 +575,79 @@ def check(run: Invocation, spec, text, tokenizer, stream, positions, seed, fmt) 
         sys.exit(1)
 
 
+@cli.command("curve")
+@click.option(
+    "-m", "--model", "models", multiple=True, metavar="SPEC", required=True,
+    help="A model to draw (repeatable); with --history, the one model to train.",
+)  # fmt: skip
+@click.option(
+    "--history",
+    is_flag=True,
+    help="Instead of a learning curve: train the model once and draw its per-epoch "
+    "train and validation perplexity against tokens seen (rnn).",
+)
+@click.option(
+    "--points",
+    default=5,
+    show_default=True,
+    type=click.IntRange(min=2, max=50),
+    help="Training-set sizes of the learning curve.",
+)
+@click.option(
+    "--smallest",
+    default=1 / 32,
+    show_default=True,
+    type=click.FloatRange(min=0, max=1, min_open=True, max_open=True),
+    help="The smallest training-set size, as a fraction of the training text.",
+)
+@click.option(
+    "--plot",
+    type=click.Path(dir_okay=False),
+    metavar="PATH",
+    help="Also draw the curve as a .png or .svg (needs the extra lmeval[plot]).",
+)
+@data_options
+@listing_format
+@click.option("-q", "--quiet", is_flag=True, help="No progress bars.")
+@plugin_option
+@click.pass_obj
+def curve(run: Invocation, models, history, points, smallest, plot, fmt, quiet, **kw) -> None:
+    """Draw held-out perplexity against training-set size, or a model's training history.
+
+    \b
+    A learning curve fits every -m model on growing prefixes of the training
+    text (whole lines; --points sizes from --smallest of it to all of it) and
+    scores each on the same test text: seconds for n-grams, the budget times
+    the points for an RNN. --history trains one model and draws its train and
+    validation perplexity per epoch. The table goes to the terminal (or JSON
+    with --format json); --plot PATH writes a PNG or SVG as well.
+    """
+    from .curves import check_plot_path, curve_table, learning_curve, save_plot, training_history
+    from .progressbars import set_progress
+
+    if plot is not None:
+        check_plot_path(plot)
+    set_progress(not quiet and sys.stderr.isatty())
+    data = _data_kwargs(kw)
+    if history:
+        if len(models) != 1:
+            raise UsageError("--history draws one model: give exactly one -m SPEC")
+        result = training_history(models[0], host=run.host, **data)
+    else:
+        result = learning_curve(
+            list(models), points=points, smallest=smallest, host=run.host, **data
+        )
+    if fmt == "json":
+        click.echo(json.dumps(result.to_dict(), indent=2, default=str))
+    else:
+        from rich.console import Console
+
+        Console().print(curve_table(result))
+    if plot is not None:
+        save_plot(result, plot)
+        click.echo(f"wrote {plot}", err=True)
+
+
 @cli.command("models")
 @listing_format
 @plugin_option
