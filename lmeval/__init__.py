@@ -14,7 +14,7 @@ every import and holds the code to this list)::
      6  builtins                        lmeval's own registrations
      5  saved                           .lmz archives, the saved model
      4  plugins                         pluggy manager and registries
-     3  corpus records verify           splits; record keys; the checks
+     3  corpus records verify bootstrap  splits; record keys; the checks; intervals
      2  datasets metrics models         data sets; metrics; the model interface
      1  files tokenizers isolation      atomic writes; vocabularies; child processes
      0  version errors hookspecs progressbars
@@ -22,6 +22,16 @@ every import and holds the code to this list)::
 
 from __future__ import annotations
 
+from .bootstrap import (
+    Layout,
+    block_sums,
+    bootstrap_records,
+    line_layout,
+    p_value,
+    percentile_interval,
+    replicate_totals,
+    stream_layout,
+)
 from .corpus import Corpus, load_corpus, split_text
 from .datasets import Dataset, RemoteText
 from .errors import LmevalError, PluginWarning, UsageError
@@ -40,6 +50,14 @@ from .verify import Verification, verify_model
 from .version import __version__
 
 __all__ = [
+    "Layout",
+    "block_sums",
+    "bootstrap_records",
+    "line_layout",
+    "p_value",
+    "percentile_interval",
+    "replicate_totals",
+    "stream_layout",
     "Comparison",
     "Corpus",
     "Dataset",

@@ -327,6 +327,23 @@ def _data_kwargs(kw: dict[str, Any]) -> dict[str, Any]:
     "native code (a segmentation fault) fails only its row; costs a new interpreter "
     "per model (about a second) and shows no progress of the model's own work.",
 )
+@click.option(
+    "--bootstrap",
+    default=1000,
+    show_default=True,
+    type=click.IntRange(min=0),
+    metavar="N",
+    help="Replicates of the block bootstrap over test lines (seeded by --seed) that give "
+    "each metric an interval and each row a paired test against the best (0 = off).",
+)
+@click.option(
+    "--confidence",
+    default=0.95,
+    show_default=True,
+    type=float,
+    help="Level of the bootstrap intervals, strictly between 0 and 1; a row is a tie "
+    "with the best when its p-value is at least 1 - level.",
+)
 @click.option("-q", "--quiet", is_flag=True, help="No progress bars.")
 @plugin_option
 @click.pass_obj
@@ -341,6 +358,8 @@ def compare(
     verify_seed,
     no_verify,
     isolate,
+    bootstrap,
+    confidence,
     quiet,
     **kw,
 ) -> None:
@@ -360,8 +379,13 @@ def compare(
     JSON output: {"results": [record, ...], "meta": {...}}; each record has
     label, spec, perplexity, cross_entropy, bits_per_char, bits_per_byte, nll,
     tokens, chars, bytes, lines, oovs, oov_rate, fit_seconds, score_seconds,
-    params, verified, verify_error (and error for a failed model). Infinite
-    values are null in JSON. Exit status 1 when any row failed.
+    params, verified, verify_error, perplexity_ci, cross_entropy_ci,
+    bits_per_char_ci, bits_per_byte_ci ([low, high] bootstrap intervals) and
+    vs_best (label, delta_bits_per_char, ci, p_value, significant: the paired
+    test against the best row; null for it) (and error for a failed model);
+    meta.bootstrap says how. In the table ± is the interval's half-width and
+    ≈ marks a tie with the best. Infinite values are null in JSON. Exit
+    status 1 when any row failed.
     Ctrl-C (or SIGTERM) stops the comparison; the rows that finished are
     still shown or written, and the exit status is 130.
     """
@@ -400,6 +424,8 @@ def compare(
                 on_result=lambda r: bar.update(advance=1, info=f"done: {r['label']}"),
                 isolate=isolate,
                 keep_tokens=save_tokens is not None,
+                bootstrap=bootstrap,
+                confidence=confidence,
                 **data,
             )
     except Interrupted as exc:

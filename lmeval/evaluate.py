@@ -22,6 +22,14 @@ from typing import Any, Unpack
 
 import numpy as np
 
+from .bootstrap import (
+    STREAM_BLOCK_TOKENS,
+    Layout,
+    bootstrap_records,
+    line_layout,
+    method_of,
+    stream_layout,
+)
 from .corpus import Corpus, DataOptions, load_corpus
 from .errors import LmevalError, PluginWarning, UsageError, one_line
 from .files import check_writable
@@ -29,7 +37,7 @@ from .host import load_host
 from .metrics import Scores, TextStats
 from .models import LanguageModel, ModelSpec, parse_spec, resolve_params
 from .plugins import PluginHost, using
-from .records import RECORD_KEYS
+from .records import BOOTSTRAP_KEYS, RECORD_KEYS
 from .saved import save_model
 from .tokenizers import Tokenizer, Vocabulary
 from .verify import (
@@ -221,6 +229,7 @@ def evaluate_model(
     spec = spec or parse_spec(model.name)
     record: dict[str, Any] = dict.fromkeys(RECORD_KEYS)
     record.update(label=spec.label, spec=spec.text)
+    record.update(dict.fromkeys(BOOTSTRAP_KEYS))
     details: dict[str, Any] = {}
     try:
         with using(host):
@@ -394,6 +403,8 @@ def compare(
     on_result: Callable[[dict[str, Any]], None] | None = None,
     isolate: bool = False,
     keep_tokens: bool = False,
+    bootstrap: int = 1000,
+    confidence: float = 0.95,
     **data: Unpack[DataOptions],
 ) -> Comparison:
     """Fit every model on the training text, score the test text, verify each row.
@@ -418,11 +429,21 @@ def compare(
     ``keep_tokens`` keeps each successful row's test ids, vocabulary and (from
     a model with ``orders_used``, not under ``isolate``) n-gram orders in
     ``Comparison.tokens``, for :func:`lmeval.save_tokens`.
+    ``bootstrap`` replicates (0 = off) of a block bootstrap over the test lines,
+    seeded by ``seed``, give each row ``[low, high]`` intervals at ``confidence``
+    (``perplexity_ci``, ``cross_entropy_ci``, ``bits_per_char_ci`` and
+    ``bits_per_byte_ci``) and ``vs_best``, the paired difference in bits per
+    character from the best verified row with its interval and p-value (see
+    :mod:`lmeval.bootstrap`).
 
     Ctrl-C raises :class:`Interrupted`, which holds the rows that finished.
     """
     if verify < 0:
         raise UsageError(f"verify={verify}: give the number of positions to probe (0 = off)")
+    if isinstance(bootstrap, bool) or not isinstance(bootstrap, int) or bootstrap < 0:
+        raise UsageError(f"bootstrap={bootstrap!r}: give the number of replicates (0 = off)")
+    if not 0.0 < confidence < 1.0:
+        raise UsageError(f"confidence={confidence!r}: give a level strictly between 0 and 1")
     if verify_seed is None:
         verify_seed = secrets.randbelow(2**32)
     host = host_for(host, plugins)
@@ -480,14 +501,75 @@ def compare(
                 raise KeyboardInterrupt
     except KeyboardInterrupt:
         comparison.meta = _meta(corpus, tok, seed, comparison.results, host, verify, verify_seed)
+        _bootstrap(comparison, corpus, prepared, tok.lines, bootstrap, confidence, seed)
         done = {r["label"] for r in comparison.results}
         comparison.meta["interrupted"] = {
             "not_run": [spec.label for spec, _, _ in prepared if spec.label not in done]
         }
         raise Interrupted(comparison) from None
     comparison.meta = _meta(corpus, tok, seed, comparison.results, host, verify, verify_seed)
+    _bootstrap(comparison, corpus, prepared, tok.lines, bootstrap, confidence, seed)
     comparison.meta["isolated"] = isolate
     return comparison
+
+
+def _bootstrap(
+    comparison: Comparison,
+    corpus: Corpus,
+    prepared: list[tuple[ModelSpec, LanguageModel, Tokenizer]],
+    lines: bool,
+    replicates: int,
+    confidence: float,
+    seed: int,
+) -> None:
+    """Intervals and ``vs_best`` for every record, ``meta["bootstrap"]`` saying how.
+
+    The blocks of each row come from its tokenizer's ids of the test text (encoded
+    once per tokenizer); a row whose blocks cannot be cut keeps ``None``, with why.
+    """
+    start = time.perf_counter()
+    layouts: dict[str, Layout] = {}
+    reasons: dict[str, str] = {}
+    encoded: dict[int, np.ndarray] = {}
+    for spec, _, model_tok in prepared:
+        if replicates == 0 or spec.label not in comparison.scores:
+            continue
+        ids = encoded.get(id(model_tok))
+        if ids is None:
+            ids = encoded[id(model_tok)] = model_tok.encode(corpus.test)
+        try:
+            if lines:
+                assert model_tok.vocab is not None and model_tok.vocab.eos_id is not None
+                layouts[spec.label] = line_layout(corpus.test, ids, model_tok.vocab.eos_id)
+            else:
+                chars = model_tok.unit == "character"
+                layouts[spec.label] = stream_layout(corpus.test, len(ids), tokens_are_chars=chars)
+        except ValueError as exc:
+            reasons[spec.label] = one_line(exc)
+    unpaired = bootstrap_records(
+        comparison.results,
+        comparison.scores,
+        layouts,
+        replicates=replicates,
+        confidence=confidence,
+        seed=seed,
+    )
+    meta: dict[str, Any] = {
+        "method": method_of(next(iter(layouts.values()))) if layouts else None,
+        "replicates": replicates,
+        "block_unit": "line" if lines else "tokens",
+        "confidence": confidence,
+        "seed": seed,
+        "interval": "percentile",
+        "p_value": "two-sided: 2 * min(share of delta <= 0, share of delta >= 0), "
+        "at least 1 / replicates",
+    }
+    if not lines:
+        meta["block_tokens"] = STREAM_BLOCK_TOKENS
+    if reasons or unpaired:
+        meta["unpaired"] = {**reasons, **unpaired}
+    meta["seconds"] = round(time.perf_counter() - start, 4)
+    comparison.meta["bootstrap"] = meta
 
 
 @dataclass(frozen=True)

@@ -34,8 +34,19 @@ RECORD_KEYS = (
     "verify_error",
 )
 
+#: Keys ``compare`` adds from its bootstrap (``None`` when it is off or cannot say):
+#: ``[low, high]`` percentile intervals of four metrics, and the paired test
+#: against the best row (see :mod:`lmeval.bootstrap`). Not in CSV (not scalars).
+BOOTSTRAP_KEYS = (
+    "perplexity_ci",
+    "cross_entropy_ci",
+    "bits_per_char_ci",
+    "bits_per_byte_ci",
+    "vs_best",
+)
+
 #: Keys that records carry beside RECORD_KEYS (and ``error`` for a failed model).
-EXTRA_KEYS = ("model", "vocab_size", "yardstick", "details", "error")
+EXTRA_KEYS = ("model", "vocab_size", "yardstick", "details", *BOOTSTRAP_KEYS, "error")
 
 #: Keys a plugin metric may not take: they hold the record's facts.
 RESERVED_KEYS = frozenset(RECORD_KEYS + EXTRA_KEYS) - {m.name for m in BUILTIN_METRICS}

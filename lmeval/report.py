@@ -31,6 +31,7 @@ _OTHER_COLUMNS: tuple[tuple[str, str, str], ...] = (
     ("fit_seconds", "fit s", ".2f"),
     ("score_seconds", "score s", ".2f"),
 )
+_CI_METRICS = frozenset(key for key, _ in _METRIC_COLUMNS)
 #: Formats of the standard metrics when a comparison's meta does not say (older JSON).
 _DEFAULT_FORMATS = {"perplexity": ".3f", "cross_entropy": ".4f"}
 
@@ -57,7 +58,25 @@ def row_label(record: dict[str, Any]) -> str:
         label += " (yardstick)"
     if record.get("verified") is False and not record.get("error"):
         label += " (unverified)"
+    if tie(record):
+        label += " ≈"
     return label
+
+
+def tie(record: dict[str, Any]) -> bool:
+    """Whether the paired bootstrap finds the row not significantly worse than the best."""
+    versus = record.get("vs_best")
+    return isinstance(versus, dict) and not versus.get("significant")
+
+
+def metric_cell(record: dict[str, Any], key: str, spec: str) -> str:
+    """A metric's value, and ``±`` the half-width of its bootstrap interval when the
+    record has one (``KEY_ci``), in the metric's own format."""
+    text = fmt_value(record.get(key), spec)
+    interval = record.get(f"{key}_ci") if key in _CI_METRICS else None
+    if isinstance(interval, list | tuple) and len(interval) == 2 and None not in interval:
+        text += " ±" + fmt_value((interval[1] - interval[0]) / 2, spec)
+    return text
 
 
 def sort_key(record: dict[str, Any]) -> tuple[int, float]:
@@ -123,7 +142,25 @@ def caption(meta: dict[str, Any], results: list[dict[str, Any]] | None = None) -
         f"{meta['dataset']} ({split}); tokenizer {meta['tokenizer']}, "
         f"vocabulary {meta['vocab_size']:,}; seed {meta['seed']}"
         + (f"; {checked}" if checked else "")
+        + bootstrap_caption(meta, results)
     )
+
+
+def bootstrap_caption(meta: dict[str, Any], results: list[dict[str, Any]] | None) -> str:
+    """What ``±`` and ``≈`` mean, from ``meta["bootstrap"]`` (empty when it was off)."""
+    boot = meta.get("bootstrap") or {}
+    if not boot.get("replicates") or not boot.get("method"):
+        return ""
+    level = f"{100 * boot['confidence']:g} %"
+    text = (
+        f"; ± is the half-width of the {level} interval ({boot['method']}, "
+        f"{boot['replicates']:,} replicates)"
+    )
+    best = next((r["vs_best"]["label"] for r in results or [] if tie(r)), None)
+    if best is not None:
+        alpha = f"{1 - boot['confidence']:.3g}"
+        text += f"; ≈ marks a row not significantly worse than {best} (paired, p ≥ {alpha})"
+    return text
 
 
 #: Columns left out first when the terminal is too narrow for all of them.
@@ -177,7 +214,7 @@ def render_table(comparison: Comparison, console=None) -> None:
         if record.get("error"):
             rows.append((label, ["failed"] + [""] * (len(cols) - 1)))
         else:
-            rows.append((label, [fmt_value(record.get(k), f) for k, _, f in cols]))
+            rows.append((label, [metric_cell(record, k, f) for k, _, f in cols]))
     keep = _fit_columns(cols, rows, console.width)
     table = Table(
         title="lmeval compare",
@@ -282,7 +319,7 @@ def to_markdown(comparison: Comparison) -> str:
         if record.get("error"):
             cells = [f"error: {record['error']}"] + [""] * (len(cols) - 1)
         else:
-            cells = [fmt_value(record.get(k), f) for k, _, f in cols]
+            cells = [metric_cell(record, k, f) for k, _, f in cols]
         row = [row_label(record), *cells]
         out.append("| " + " | ".join(c.replace("|", "\\|") for c in row) + " |")
     out.append("")
