@@ -8,7 +8,9 @@ every import and holds the code to this list)::
 
     11  __init__ __main__               the public face
     10  cli                             the command line
-     9  report testing curves export    tables; the plugin authors' kit; curves; token files
+     9  report testing curves export surprisal
+                                    tables; the plugin authors' kit; curves; token
+                                    files; the coloured text of inspect
      8  evaluate                        fit, score, verify, records
      7  host                            the plugin host of one call
      6  builtins                        lmeval's own registrations

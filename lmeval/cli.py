@@ -128,6 +128,13 @@ def _finite(value: float, name: str) -> float:
     return value
 
 
+def set_progress_for(quiet: bool) -> None:
+    """Progress bars on stderr when it is a terminal and ``-q`` was not given."""
+    from .progressbars import set_progress
+
+    set_progress(not quiet and sys.stderr.isatty())
+
+
 def _fail(message: str, code: int) -> None:
     click.echo(f"lmeval: error: {message}", err=True)
     sys.exit(code)
@@ -672,6 +679,62 @@ def curve(run: Invocation, models, history, points, smallest, plot, fmt, quiet, 
     if plot is not None:
         save_plot(result, plot)
         click.echo(f"wrote {plot}", err=True)
+
+
+@cli.command("inspect")
+@click.option(
+    "-m", "--model", "models", multiple=True, metavar="SPEC", required=True,
+    help="The model to show (its surprisal), or two: their difference (first minus second).",
+)  # fmt: skip
+@click.option(
+    "--start", default=0, show_default=True, type=click.IntRange(min=0),
+    help="First line of the test text to show (0-based).",
+)  # fmt: skip
+@click.option(
+    "--lines", "count", default=12, show_default=True, type=click.IntRange(min=1),
+    help="How many lines of the test text to show.",
+)  # fmt: skip
+@click.option(
+    "--top", default=5, show_default=True, type=click.IntRange(min=0),
+    help="How many of each model's hardest tokens to list, with their contexts.",
+)  # fmt: skip
+@click.option(
+    "--html",
+    "html_path",
+    type=click.Path(dir_okay=False),
+    metavar="FILE",
+    help="Also write the view as one self-contained HTML page (to share or print).",
+)
+@data_options
+@click.option("-q", "--quiet", is_flag=True, help="No progress bars.")
+@plugin_option
+@click.pass_obj
+def inspect(run: Invocation, models, start, count, top, html_path, quiet, **kw) -> None:
+    """Show the test text coloured by each token's surprisal, or by how two models differ.
+
+    \b
+    One -m: every token coloured by -log2 p under that model (green: well
+    predicted, red: surprising). Two -m A -m B: coloured by bits under A
+    minus bits under B (blue where B predicts better, orange where A does).
+    Below, the tokens each model found hardest, with their contexts.
+    --html FILE writes the same view as one page (hover a token for its bits).
+    """
+    from .surprisal import render_html, render_terminal, surprisal_view
+
+    if html_path is not None:
+        check_writable(html_path)
+    set_progress_for(quiet)
+    data = _data_kwargs(kw)
+    view = surprisal_view(list(models), host=run.host, **data)
+    from rich.console import Console
+
+    Console().print(render_terminal(view, start, count, top))
+    if html_path is not None:
+        from .files import atomic_write
+
+        with atomic_write(html_path, "w", encoding="utf-8") as handle:
+            handle.write(render_html(view, start, count, top))
+        click.echo(f"wrote {html_path}", err=True)
 
 
 @cli.command("models")
