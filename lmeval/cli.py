@@ -351,6 +351,15 @@ def _data_kwargs(kw: dict[str, Any]) -> dict[str, Any]:
     help="Level of the bootstrap intervals, strictly between 0 and 1; a row is a tie "
     "with the best when its p-value is at least 1 - level.",
 )
+@click.option(
+    "--metric",
+    "metrics",
+    multiple=True,
+    metavar="NAME",
+    help="A metric column of the table (repeatable, in order; default: ppl, nats/tok, "
+    "bits/char, bits/byte and plugin metrics). Also word_perplexity, bits_per_token. "
+    "JSON and CSV keep every metric.",
+)
 @click.option("-q", "--quiet", is_flag=True, help="No progress bars.")
 @plugin_option
 @click.pass_obj
@@ -367,6 +376,7 @@ def compare(
     isolate,
     bootstrap,
     confidence,
+    metrics,
     quiet,
     **kw,
 ) -> None:
@@ -403,6 +413,10 @@ def compare(
     from .progressbars import progress, set_progress
     from .report import render, render_table
 
+    for name in metrics:
+        if name not in run.host.metrics:
+            known = ", ".join(run.host.metrics)
+            raise UsageError(f"unknown metric {name!r} for --metric; known: {known}")
     if save_tokens is not None:
         tokens_format(save_tokens)  # a bad suffix, no pyarrow, no folder: before training
         if output is not None and Path(output).resolve() == Path(save_tokens).resolve():
@@ -443,15 +457,15 @@ def compare(
         for label, text in result.tracebacks.items():
             click.echo(f"lmeval: traceback of {label}:\n{text}", err=True)
     if fmt == "table" and output is None:
-        render_table(result)
+        render_table(result, metrics=metrics)
     elif fmt == "table":
         from rich.console import Console
 
         buffer = io.StringIO()
-        render_table(result, Console(file=buffer, width=160, no_color=True))
+        render_table(result, Console(file=buffer, width=160, no_color=True), metrics)
         _emit(buffer.getvalue(), output)
     else:
-        _emit(render(result, fmt), output)
+        _emit(render(result, fmt, metrics), output)
     if save_tokens is not None:
         rows = write_tokens(result, save_tokens)
         click.echo(f"wrote {save_tokens} ({rows} tokens)", err=True)

@@ -732,6 +732,7 @@ def _meta(
                 "description": m.description,
                 "fmt": m.fmt,
                 "higher_is_better": m.higher_is_better,
+                "shown": getattr(m, "shown", True),
             }
             for name, m in host.metrics.items()
         },

@@ -34,6 +34,8 @@ class TextStats:
     bytes: int  #: UTF-8 bytes, one newline per line included
     lines: int  #: lines (sequences) in line mode, 1 in stream mode
     oovs: int  #: predicted tokens that are ``<unk>``
+    #: whitespace-separated words of the text (the unit of word perplexity)
+    words: int = 0
 
     @classmethod
     def of(cls, text: str, ids: np.ndarray, unk_id: int, lines_mode: bool = True) -> TextStats:
@@ -49,6 +51,7 @@ class TextStats:
             bytes=nbytes,
             lines=len(lines) if lines_mode else 1,
             oovs=int(np.count_nonzero(ids == unk_id)),
+            words=len(text.split()),
         )
 
 
@@ -74,6 +77,8 @@ class Metric(ABC):
     higher_is_better: ClassVar[bool] = False
     #: Format of the value in tables.
     fmt: ClassVar[str] = ".4f"
+    #: Whether the table shows it without ``--metric`` (the JSON always has it).
+    shown: ClassVar[bool] = True
 
     @abstractmethod
     def compute(self, scores: Scores) -> float:
@@ -125,6 +130,28 @@ class BitsPerByte(Metric):
         return _ratio(scores.nll / math.log(2), scores.stats.bytes)
 
 
+class BitsPerToken(Metric):
+    name = "bits_per_token"
+    description = "mean bits per predicted token: cross-entropy in base 2"
+    shown = False
+
+    def compute(self, scores: Scores) -> float:
+        return _ratio(scores.nll / math.log(2), scores.stats.tokens)
+
+
+class WordPerplexity(Metric):
+    name = "word_perplexity"
+    description = (
+        "exp(nll / words of the test text): perplexity per whitespace-separated word, the "
+        "unit lm-evaluation-harness reports, whatever the model's tokens"
+    )
+    fmt = ",.2f"
+    shown = False
+
+    def compute(self, scores: Scores) -> float:
+        return perplexity(_ratio(scores.nll, scores.stats.words))
+
+
 class OovRate(Metric):
     name = "oov_rate"
     description = "share of predicted tokens that are out of vocabulary (<unk>)"
@@ -140,4 +167,6 @@ BUILTIN_METRICS: tuple[Metric, ...] = (
     BitsPerChar(),
     BitsPerByte(),
     OovRate(),
+    BitsPerToken(),
+    WordPerplexity(),
 )

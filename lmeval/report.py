@@ -9,6 +9,7 @@ import csv
 import io
 import json
 import math
+from collections.abc import Sequence
 from typing import Any
 
 from .evaluate import Comparison
@@ -36,9 +37,13 @@ _CI_METRICS = frozenset(key for key, _ in _METRIC_COLUMNS)
 _DEFAULT_FORMATS = {"perplexity": ".3f", "cross_entropy": ".4f"}
 
 
-def columns(comparison: Comparison) -> list[tuple[str, str, str]]:
+def columns(
+    comparison: Comparison, metrics: Sequence[str] | None = None
+) -> list[tuple[str, str, str]]:
     """``(key, header, format)`` of every column: the standard metrics, the counts,
-    then plugin metrics; a metric's arrow (↑ or ↓) and format are its own."""
+    then the plugin metrics that are shown by default; or, with ``metrics``, those
+    metrics in that order, then the counts. A metric's arrow (↑ or ↓) and format are
+    its own."""
     info = comparison.meta.get("metrics", {})
 
     def metric(key: str, header: str) -> tuple[str, str, str]:
@@ -46,8 +51,17 @@ def columns(comparison: Comparison) -> list[tuple[str, str, str]]:
         arrow = "↑" if spec.get("higher_is_better") else "↓"
         return key, f"{header} {arrow}", spec.get("fmt", _DEFAULT_FORMATS.get(key, ".4f"))
 
+    if metrics:
+        headers = dict(_METRIC_COLUMNS)
+        chosen = [metric(key, headers.get(key, key)) for key in metrics]
+        others = [c for c in _OTHER_COLUMNS if c[0] not in metrics]
+        return [*chosen, *others]
     standard = [metric(key, header) for key, header in _METRIC_COLUMNS]
-    extra = [metric(key, key) for key in extra_metric_keys(comparison)]
+    extra = [
+        metric(key, key)
+        for key in extra_metric_keys(comparison)
+        if info.get(key, {}).get("shown", True)
+    ]
     return [*standard, *_OTHER_COLUMNS, *extra]
 
 
@@ -193,7 +207,9 @@ def _fit_columns(
     return keep
 
 
-def render_table(comparison: Comparison, console=None) -> None:
+def render_table(
+    comparison: Comparison, console=None, metrics: Sequence[str] | None = None
+) -> None:
     """Print the comparison as a rich table, the policy, notes and training histories.
 
     On a narrow terminal the less important columns are left out (JSON has them all).
@@ -205,7 +221,7 @@ def render_table(comparison: Comparison, console=None) -> None:
         console = Console()
         if not console.is_terminal:
             console = Console(width=max(console.width, 150))
-    cols = columns(comparison)
+    cols = columns(comparison, metrics)
     records = ordered(comparison)
     best = next((r for r in records if not r.get("error")), None)
     rows = []
@@ -311,8 +327,8 @@ def to_csv(comparison: Comparison) -> str:
     return buffer.getvalue()
 
 
-def to_markdown(comparison: Comparison) -> str:
-    cols = columns(comparison)
+def to_markdown(comparison: Comparison, metrics: Sequence[str] | None = None) -> str:
+    cols = columns(comparison, metrics)
     headers = ["model", *(h for _, h, _ in cols)]
     out = ["| " + " | ".join(headers) + " |", "|" + "---|" + "---:|" * len(cols)]
     for record in ordered(comparison):
@@ -328,6 +344,9 @@ def to_markdown(comparison: Comparison) -> str:
     return "\n".join(out) + "\n"
 
 
-def render(comparison: Comparison, fmt: str) -> str:
-    """The comparison as text in a machine format (``json``, ``csv``, ``markdown``)."""
-    return {"json": to_json, "csv": to_csv, "markdown": to_markdown}[fmt](comparison)
+def render(comparison: Comparison, fmt: str, metrics: Sequence[str] | None = None) -> str:
+    """The comparison as text in a machine format (``json``, ``csv``, ``markdown``);
+    ``metrics`` chooses the markdown table's metric columns (JSON and CSV keep all)."""
+    if fmt == "markdown":
+        return to_markdown(comparison, metrics)
+    return {"json": to_json, "csv": to_csv}[fmt](comparison)

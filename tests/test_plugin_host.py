@@ -220,6 +220,7 @@ def test_the_table_uses_each_metrics_format_and_direction(write, small_text):
         "description": "",
         "fmt": ".1%",
         "higher_is_better": True,
+        "shown": True,
     }
 
 

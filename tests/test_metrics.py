@@ -1,0 +1,49 @@
+"""The metrics beyond the four of the table: word perplexity, bits per token, --metric."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+from click.testing import CliRunner
+
+import lmeval
+from lmeval.cli import cli
+
+
+@pytest.fixture
+def text(tmp_path):
+    lines = [
+        f"the time traveller said line {i} was {'odd' if i % 3 else 'even'}." for i in range(60)
+    ]
+    path = tmp_path / "t.txt"
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path
+
+
+def test_word_perplexity_divides_by_the_words_of_the_test_text(text):
+    test = lmeval.load_corpus(text=text).test
+    for tokenizer in ("char", "word"):
+        [row] = lmeval.compare(["ngram:order=3"], text=text, tokenizer=tokenizer, verify=0).results
+        assert row["word_perplexity"] == pytest.approx(math.exp(row["nll"] / len(test.split())))
+        assert row["bits_per_token"] == pytest.approx(row["cross_entropy"] / math.log(2))
+    # a word model predicts every word and every line end: its tokens are words + lines
+    [word] = lmeval.compare(["uniform"], text=text, tokenizer="word", verify=0).results
+    assert word["tokens"] == len(test.split()) + word["lines"]
+
+
+def test_metric_chooses_the_columns_and_json_keeps_every_metric(text):
+    args = ["compare", "-m", "ngram:order=2", "--text", str(text), "--bootstrap", "0"]
+    default = CliRunner().invoke(cli, [*args, "--format", "markdown"]).stdout
+    assert "word_perplexity" not in default and "bits/char" in default
+    chosen = CliRunner().invoke(cli, [*args, "--format", "markdown", "--metric", "word_perplexity"])
+    header = chosen.stdout.splitlines()[0]
+    assert "word_perplexity" in header and "ppl" not in header and "bits/char" not in header
+    record = json.loads(CliRunner().invoke(cli, [*args, "--format", "json"]).stdout)["results"][0]
+    assert {"word_perplexity", "bits_per_token", "perplexity"} <= set(record)
+
+
+def test_an_unknown_metric_is_a_usage_error(text):
+    result = CliRunner().invoke(cli, ["compare", "--text", str(text), "--metric", "nope"])
+    assert result.exit_code == 2 and "unknown metric 'nope'" in result.stderr
