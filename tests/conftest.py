@@ -48,3 +48,16 @@ def small_text(write) -> Path:
         f"the time traveller said line {i} was {'odd' if i % 2 else 'even'}." for i in range(40)
     ]
     return write("small.txt", "\n".join(lines) + "\n")
+
+
+@pytest.fixture
+def numbered_text(write):
+    """numbered_text(n) -> path of an n-line English text whose lines differ by number."""
+
+    def _numbered(n: int) -> Path:
+        lines = [
+            f"the time traveller said line {i} was {'odd' if i % 3 else 'even'}." for i in range(n)
+        ]
+        return write(f"numbered{n}.txt", "\n".join(lines) + "\n")
+
+    return _numbered

@@ -14,13 +14,8 @@ from lmeval.curves import curve_table, learning_curve, save_plot, training_histo
 
 
 @pytest.fixture
-def text(tmp_path):
-    lines = [
-        f"the time traveller said line {i} was {'odd' if i % 3 else 'even'}." for i in range(400)
-    ]
-    path = tmp_path / "t.txt"
-    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
-    return path
+def text(numbered_text):
+    return numbered_text(400)
 
 
 def test_a_learning_curve_scores_growing_prefixes_on_one_test_text(text):

@@ -22,13 +22,8 @@ from lmeval.surprisal import (
 
 
 @pytest.fixture
-def text(tmp_path):
-    lines = [
-        f"the time traveller said line {i} was {'odd' if i % 3 else 'even'}." for i in range(60)
-    ]
-    path = tmp_path / "t.txt"
-    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
-    return path
+def text(numbered_text):
+    return numbered_text(60)
 
 
 def test_one_model_shows_its_own_bits_on_the_test_text(text):

@@ -13,13 +13,8 @@ from lmeval.cli import cli
 
 
 @pytest.fixture
-def text(tmp_path):
-    lines = [
-        f"the time traveller said line {i} was {'odd' if i % 3 else 'even'}." for i in range(60)
-    ]
-    path = tmp_path / "t.txt"
-    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
-    return path
+def text(numbered_text):
+    return numbered_text(60)
 
 
 def test_word_perplexity_divides_by_the_words_of_the_test_text(text):
