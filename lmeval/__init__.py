@@ -15,8 +15,8 @@ every import and holds the code to this list)::
      7  host                            the plugin host of one call
      6  builtins                        lmeval's own registrations
      5  saved                           .lmz archives, the saved model
-     4  plugins                         pluggy manager and registries
-     3  corpus records verify bootstrap  splits; record keys; the checks; intervals
+     4  plugins bootstrap               pluggy manager and registries; intervals
+     3  corpus records verify           splits; record keys and ranking; the checks
      2  datasets metrics models         data sets; metrics; the model interface
      1  files tokenizers isolation      atomic writes; vocabularies; child processes
      0  version errors hookspecs progressbars

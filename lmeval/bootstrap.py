@@ -31,6 +31,7 @@ from typing import Any
 import numpy as np
 
 from .metrics import Scores
+from .records import rank_key
 from .tokenizers import split_lines
 
 #: Tokens per block in stream mode.
@@ -171,18 +172,14 @@ def method_of(layout: Layout) -> str:
 
 
 def best_label(records: list[dict[str, Any]], scored: set[str]) -> str | None:
-    """The best row that the others are tested against: lowest finite bits per
-    character among rows without an error and not unverified (as the table ranks)."""
-    candidates = [
-        r
-        for r in records
-        if r["label"] in scored
-        and not r.get("error")
-        and r.get("verified") is not False
-        and isinstance(r.get("bits_per_char"), float)
-        and math.isfinite(r["bits_per_char"])
-    ]
-    return min(candidates, key=lambda r: r["bits_per_char"])["label"] if candidates else None
+    """The best row that the others are tested against: the first of the table's
+    ranking (:func:`lmeval.records.rank_key`) among the scored rows, if it has a
+    finite bits per character."""
+    candidates = [r for r in records if r["label"] in scored and rank_key(r)[0] < 3]
+    best = min(candidates, key=rank_key, default=None)
+    if best is None or not math.isfinite(best["bits_per_char"]) or rank_key(best)[0] == 2:
+        return None
+    return best["label"]
 
 
 def bootstrap_records(

@@ -263,6 +263,7 @@ def evaluate_model(
     scores = Scores(logprobs, stats)
     values, metric_errors = compute_metrics(scores, host)
     record.update(values)
+    record.update(comparable_units(stats))
     record.update(
         nll=scores.nll,
         tokens=stats.tokens,
@@ -317,6 +318,22 @@ def _scored_tokens(
             orders = None
             record["details"]["orders_error"] = one_line(exc)
     return ScoredTokens(ids, tokenizer.vocab, orders, tokenizer.lines)
+
+
+def comparable_units(stats: TextStats) -> dict[str, Any]:
+    """Whether a row's bits per character compare with any other model's: only when it
+    gives every character a probability. An ``<unk>`` token stands for characters
+    (a whole unknown word) the model never pays for, so its bits understate the cost."""
+    if not stats.oovs:
+        return {"comparable": True, "comparable_reason": None}
+    return {
+        "comparable": False,
+        "comparable_reason": (
+            f"{stats.oovs:,} of {stats.tokens:,} predicted tokens are <unk>: the characters "
+            "they stand for are never paid for, so its bits per character understate the "
+            "cost; rank it only against models of the same vocabulary"
+        ),
+    }
 
 
 def _details_of(model: LanguageModel) -> dict[str, Any]:

@@ -46,7 +46,16 @@ BOOTSTRAP_KEYS = (
 )
 
 #: Keys that records carry beside RECORD_KEYS (and ``error`` for a failed model).
-EXTRA_KEYS = ("model", "vocab_size", "yardstick", "details", *BOOTSTRAP_KEYS, "error")
+EXTRA_KEYS = (
+    "model",
+    "vocab_size",
+    "yardstick",
+    "comparable",
+    "comparable_reason",
+    "details",
+    *BOOTSTRAP_KEYS,
+    "error",
+)
 
 #: Keys a plugin metric may not take: they hold the record's facts.
 RESERVED_KEYS = frozenset(RECORD_KEYS + EXTRA_KEYS) - {m.name for m in BUILTIN_METRICS}
@@ -57,3 +66,17 @@ def finite_or_none(value: Any) -> Any:
     if isinstance(value, float) and not math.isfinite(value):
         return None
     return value
+
+
+def rank_key(record: dict[str, Any]) -> tuple[int, float]:
+    """How the table ranks a row (and which row the paired test takes as the best):
+    by bits per character (comparable across tokenizers) within tiers: verified (or
+    unchecked) rows that pay for every character, then those that do not (their
+    ``<unk>`` tokens stand for characters never paid for), then unverified rows,
+    then failed ones. An unverified row never sits above a verified one."""
+    bpc = record.get("bits_per_char")
+    if record.get("error") or not isinstance(bpc, int | float) or math.isnan(bpc):
+        return (3, 0.0)
+    if record.get("verified") is False:
+        return (2, bpc)
+    return (1 if record.get("comparable") is False else 0, bpc)

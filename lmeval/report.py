@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from .evaluate import Comparison
-from .records import EXTRA_KEYS, RECORD_KEYS, finite_or_none
+from .records import EXTRA_KEYS, RECORD_KEYS, finite_or_none, rank_key
 
 FORMATS = ("table", "json", "csv", "markdown")
 
@@ -65,13 +65,16 @@ def columns(
     return [*standard, *_OTHER_COLUMNS, *extra]
 
 
-def row_label(record: dict[str, Any]) -> str:
-    """The row's name in a table: its label, and what kind of row it is."""
+def row_label(record: dict[str, Any], mark_incomparable: bool = True) -> str:
+    """The row's name in a table: its label, and what kind of row it is
+    (``mark_incomparable``: say when its bits per character do not compare)."""
     label = record["label"]
     if record.get("yardstick"):
         label += " (yardstick)"
     if record.get("verified") is False and not record.get("error"):
         label += " (unverified)"
+    if mark_incomparable and record.get("comparable") is False and not record.get("error"):
+        label += " (<unk>: not comparable)"
     if tie(record):
         label += " ≈"
     return label
@@ -93,18 +96,16 @@ def metric_cell(record: dict[str, Any], key: str, spec: str) -> str:
     return text
 
 
-def sort_key(record: dict[str, Any]) -> tuple[int, float]:
-    """Verified (or unchecked) rows by bits per character (comparable across
-    tokenizers), then unverified rows, then failed ones: an unverified row never
-    sits above a verified one."""
-    bpc = record.get("bits_per_char")
-    if record.get("error") or bpc is None or (isinstance(bpc, float) and math.isnan(bpc)):
-        return (2, 0.0)
-    return (1 if record.get("verified") is False else 0, bpc)
+def _mixed_units(records: list[dict[str, Any]]) -> bool:
+    """Whether some rows pay for every character and others do not (then the second
+    kind is marked; when no row does, they are alike and nothing is marked)."""
+    return any(r.get("comparable") is True for r in records) and any(
+        r.get("comparable") is False and not r.get("error") for r in records
+    )
 
 
 def ordered(comparison: Comparison) -> list[dict[str, Any]]:
-    return sorted(comparison.results, key=sort_key)
+    return sorted(comparison.results, key=rank_key)
 
 
 def fmt_value(value: Any, spec: str) -> str:
@@ -226,7 +227,7 @@ def render_table(
     best = next((r for r in records if not r.get("error")), None)
     rows = []
     for record in records:
-        label = row_label(record)
+        label = row_label(record, _mixed_units(records))
         if record.get("error"):
             rows.append((label, ["failed"] + [""] * (len(cols) - 1)))
         else:
@@ -336,7 +337,7 @@ def to_markdown(comparison: Comparison, metrics: Sequence[str] | None = None) ->
             cells = [f"error: {record['error']}"] + [""] * (len(cols) - 1)
         else:
             cells = [metric_cell(record, k, f) for k, _, f in cols]
-        row = [row_label(record), *cells]
+        row = [row_label(record, _mixed_units(comparison.results)), *cells]
         out.append("| " + " | ".join(c.replace("|", "\\|") for c in row) + " |")
     out.append("")
     text = caption(comparison.meta, comparison.results)

@@ -42,3 +42,27 @@ def test_metric_chooses_the_columns_and_json_keeps_every_metric(text):
 def test_an_unknown_metric_is_a_usage_error(text):
     result = CliRunner().invoke(cli, ["compare", "--text", str(text), "--metric", "nope"])
     assert result.exit_code == 2 and "unknown metric 'nope'" in result.stderr
+
+
+def test_a_model_that_does_not_pay_for_every_character_ranks_below_one_that_does(text, tmp_path):
+    from lmeval.report import ordered, to_markdown
+
+    lmeval.compare(["c=ngram:order=2"], text=text, save_models=tmp_path, verify=0)
+    result = lmeval.compare(
+        ["w=ngram:order=3", f"saved:path={tmp_path / 'c.lmz'}"], text=text, tokenizer="word"
+    )
+    word, chars = result.results
+    assert word["oovs"] > 0 and word["comparable"] is False and "<unk>" in word["comparable_reason"]
+    assert chars["oovs"] == 0 and chars["comparable"] is True
+    assert word["bits_per_char"] < chars["bits_per_char"]  # cheaper only by skipping characters
+    assert [r["label"] for r in ordered(result)][0] == chars["label"]
+    assert word["vs_best"]["label"] == chars["label"]
+    assert "w (<unk>: not comparable)" in to_markdown(result)
+
+
+def test_rows_alike_in_unknown_tokens_are_not_marked(text):
+    from lmeval.report import to_markdown
+
+    result = lmeval.compare(["a=ngram:order=2", "b=ngram:order=3"], text=text, tokenizer="word")
+    assert all(r["comparable"] is False for r in result.results)
+    assert "not comparable" not in to_markdown(result)
