@@ -443,6 +443,7 @@ def compare(
                 verify_seed=verify_seed,
                 host=run.host,
                 on_result=lambda r: bar.update(advance=1, info=f"done: {r['label']}"),
+                on_stage=lambda label, stage: bar.update(info=f"{stage} {label}"),
                 isolate=isolate,
                 keep_tokens=save_tokens is not None,
                 bootstrap=bootstrap,

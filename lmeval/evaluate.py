@@ -200,6 +200,8 @@ def fit_model(model: LanguageModel, tokenizer: Tokenizer, corpus: Corpus, seed: 
 
 #: ``on_error(label, exc)``: told of every exception that fails a row (tracebacks).
 ErrorHook = Callable[[str, BaseException], None]
+#: ``on_stage(label, stage)``: told as a row's training, scoring or verifying begins.
+StageHook = Callable[[str, str], None]
 
 
 def evaluate_model(
@@ -214,8 +216,12 @@ def evaluate_model(
     verify_positions: int = DEFAULT_POSITIONS,
     verify_seed: int = 0,
     on_error: ErrorHook | None = None,
+    on_stage: StageHook | None = None,
 ) -> tuple[dict[str, Any], Scores | None]:
     """Fit ``model``, score the test text and verify the scores: its record and scores.
+
+    ``on_stage(label, stage)`` is told as each stage begins (``"training"``,
+    ``"scoring"``, ``"verifying"``), so that a progress display can name it.
 
     ``tokenizer`` must use the model's vocabulary (see :func:`prepare_models`).
     A failure of the model (an exception, even ``SystemExit``; a broken
@@ -231,14 +237,22 @@ def evaluate_model(
     record.update(label=spec.label, spec=spec.text)
     record.update(dict.fromkeys(BOOTSTRAP_KEYS))
     details: dict[str, Any] = {}
+
+    def stage(name: str) -> None:
+        if on_stage is not None:
+            on_stage(spec.label, name)
+
     try:
         with using(host):
+            stage("training")
             record["fit_seconds"] = fit_model(model, tokenizer, corpus, seed)
             test_ids = read_only(tokenizer.encode(corpus.test))
+            stage("scoring")
             start = time.perf_counter()
             logprobs = check_scores(model.score(test_ids), len(test_ids))
             record["score_seconds"] = time.perf_counter() - start
             if verify_positions > 0:
+                stage("verifying")
                 outcome = verify_model(
                     model, test_ids, logprobs, positions=verify_positions, seed=verify_seed
                 )
@@ -418,6 +432,7 @@ def compare(
     verify_seed: int | None = None,
     host: PluginHost | None = None,
     on_result: Callable[[dict[str, Any]], None] | None = None,
+    on_stage: StageHook | None = None,
     isolate: bool = False,
     keep_tokens: bool = False,
     bootstrap: int = 1000,
@@ -437,7 +452,8 @@ def compare(
     ``plugins`` (paths or module names) load into this call's own plugin host
     (``host``, from :func:`lmeval.load_host`, to reuse one); a plugin that
     fails to load is a :class:`PluginWarning` and is listed in the meta.
-    ``on_result(record)`` is called as each model finishes.
+    ``on_result(record)`` is called as each model finishes, ``on_stage(label, stage)``
+    as its training, scoring and verifying begin (under ``isolate``: only "running").
     ``isolate`` fits and scores each model in a child process of its own (see
     :mod:`lmeval.isolation`): a crash in native code costs only its row. The
     child loads the same plugins by name (``plugins``, ``--plugin``, the
@@ -491,6 +507,8 @@ def compare(
                     host.extra_sources, spec, corpus, tokenizer, lines, min_freq, seed,
                     save_dir, verify, verify_seed,
                 )  # fmt: skip
+                if on_stage is not None:
+                    on_stage(spec.label, "running (isolated)")
                 record, scores, stop = evaluate_isolated(job, on_error=remember)
             else:
                 record, scores = evaluate_model(
@@ -504,6 +522,7 @@ def compare(
                     verify_positions=verify,
                     verify_seed=verify_seed,
                     on_error=remember,
+                    on_stage=on_stage,
                 )
             comparison.results.append(record)
             if scores is not None:

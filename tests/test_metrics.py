@@ -66,3 +66,40 @@ def test_rows_alike_in_unknown_tokens_are_not_marked(text):
     result = lmeval.compare(["a=ngram:order=2", "b=ngram:order=3"], text=text, tokenizer="word")
     assert all(r["comparable"] is False for r in result.results)
     assert "not comparable" not in to_markdown(result)
+
+
+def test_compare_names_each_stage_of_each_model_as_it_begins(text):
+    stages = []
+    lmeval.compare(
+        ["uniform", "b=ngram:order=2"],
+        text=text,
+        on_stage=lambda label, stage: stages.append((label, stage)),
+    )
+    expected = [(m, s) for m in ("uniform", "b") for s in ("training", "scoring", "verifying")]
+    assert stages == expected
+
+
+def test_long_rnn_scoring_shows_a_bar_of_tokens(text, monkeypatch):
+    from contextlib import contextmanager
+
+    import lmeval_rnn.model as rnn_model
+
+    opened = []
+
+    @contextmanager
+    def recording(description, total=None, unit=""):
+        class Bar:
+            def update(self, **kw):
+                opened[-1][3].append(kw.get("completed"))
+
+        opened.append((description, total, unit, []))
+        yield Bar()
+
+    model, tok = lmeval.train("rnn:hidden=8,budget=300tok,threads=1", text=text)
+    monkeypatch.setattr(rnn_model, "SCORE_BAR_AFTER", -1.0)  # every scoring counts as long
+    monkeypatch.setattr(lmeval, "progress", recording)
+    ids = tok.encode(lmeval.load_corpus(text=text).test)
+    model.score(ids)
+    description, total, unit, completed = opened[0]
+    assert (description, total, unit) == ("score rnn", len(ids), "tok")
+    assert completed[0] == 0 and completed == sorted(completed)

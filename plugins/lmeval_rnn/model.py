@@ -19,7 +19,7 @@ from __future__ import annotations
 import math
 import re
 import time
-from contextlib import contextmanager, nullcontext
+from contextlib import ExitStack, contextmanager, nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -259,6 +259,10 @@ def _exact_fp32(device):
         torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = before
 
 
+#: Seconds of scoring after which a progress bar appears (a short text shows none).
+SCORE_BAR_AFTER = 1.0
+
+
 class RNN(lmeval.LanguageModel):
     """d2l's character RNN, GRU or LSTM, trained with truncated BPTT.
 
@@ -457,8 +461,20 @@ class RNN(lmeval.LanguageModel):
         total = len(rest) + 1
         out = np.empty(total, dtype=np.float64) if targets is not None else None
         last = None
-        with torch.no_grad(), _threads(self.config["threads"]), _exact_fp32(self._device):
+        began = time.perf_counter()
+        with (
+            torch.no_grad(),
+            _threads(self.config["threads"]),
+            _exact_fp32(self._device),
+            ExitStack() as shown,
+        ):
+            bar = None
             for s in range(0, total, chunk):
+                # a bar once scoring has taken a second: a short text shows none
+                if bar is None and time.perf_counter() - began > SCORE_BAR_AFTER:
+                    bar = shown.enter_context(lmeval.progress("score rnn", total, "tok"))
+                if bar is not None:
+                    bar.update(completed=s)
                 e = min(s + chunk, total)
                 piece = np.r_[np.int64(first), rest[: e - 1]] if s == 0 else rest[s - 1 : e - 1]
                 inputs = torch.tensor(piece, dtype=torch.int64, device=self._device)
