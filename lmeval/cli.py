@@ -128,6 +128,11 @@ def _finite(value: float, name: str) -> float:
     return value
 
 
+def _short(label: str, width: int = 28) -> str:
+    """A label cut to fit beside a progress bar (a long spec would squeeze the bars)."""
+    return label if len(label) <= width else label[: width - 1] + "…"
+
+
 def set_progress_for(quiet: bool) -> None:
     """Progress bars on stderr when it is a terminal and ``-q`` was not given."""
     from .progressbars import set_progress
@@ -357,7 +362,8 @@ def _data_kwargs(kw: dict[str, Any]) -> dict[str, Any]:
     multiple=True,
     metavar="NAME",
     help="A metric column of the table (repeatable, in order; default: ppl, nats/tok, "
-    "bits/char, bits/byte and plugin metrics). Also word_perplexity, bits_per_token. "
+    "bits/char, bits/byte and plugin metrics). Also word_perplexity, bits_per_token, "
+    "accuracy (top-1, computed only when asked: about one more scoring pass). "
     "JSON and CSV keep every metric.",
 )
 @click.option("-q", "--quiet", is_flag=True, help="No progress bars.")
@@ -443,7 +449,8 @@ def compare(
                 verify_seed=verify_seed,
                 host=run.host,
                 on_result=lambda r: bar.update(advance=1, info=f"done: {r['label']}"),
-                on_stage=lambda label, stage: bar.update(info=f"{stage} {label}"),
+                on_stage=lambda label, stage: bar.update(info=f"{stage} {_short(label)}"),
+                top1="accuracy" in metrics,
                 isolate=isolate,
                 keep_tokens=save_tokens is not None,
                 bootstrap=bootstrap,

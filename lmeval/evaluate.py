@@ -7,6 +7,7 @@ model's ``error`` in its record, never a crash of the whole comparison.
 
 from __future__ import annotations
 
+import math
 import platform
 import random
 import secrets
@@ -118,7 +119,8 @@ def compute_metrics(
     errors: dict[str, str] = {}
     for name, metric in host.metrics.items():
         try:
-            values[name] = float(metric.compute(scores))
+            value = float(metric.compute(scores))
+            values[name] = None if math.isnan(value) else value  # NaN: no value to give
         except Exception as exc:
             values[name] = None
             errors[name] = one_line(exc)
@@ -217,11 +219,15 @@ def evaluate_model(
     verify_seed: int = 0,
     on_error: ErrorHook | None = None,
     on_stage: StageHook | None = None,
+    top1: bool = False,
 ) -> tuple[dict[str, Any], Scores | None]:
     """Fit ``model``, score the test text and verify the scores: its record and scores.
 
     ``on_stage(label, stage)`` is told as each stage begins (``"training"``,
     ``"scoring"``, ``"verifying"``), so that a progress display can name it.
+    ``top1`` asks a model with a ``top1(ids)`` method for its most probable next
+    token at every position (the ``accuracy`` metric), checked against
+    ``next_token_logprobs`` at a few positions.
 
     ``tokenizer`` must use the model's vocabulary (see :func:`prepare_models`).
     A failure of the model (an exception, even ``SystemExit``; a broken
@@ -274,8 +280,14 @@ def evaluate_model(
             on_error(spec.label, exc)
         return record, None
     stats = TextStats.of(corpus.test, test_ids, model.vocab.unk_id, tokenizer.lines)
-    scores = Scores(logprobs, stats)
+    correct, top1_error = None, None
+    if top1 and callable(getattr(model, "top1", None)):
+        stage("predicting")
+        correct, top1_error = _top1_hits(model, test_ids, verify_seed)
+    scores = Scores(logprobs, stats, correct)
     values, metric_errors = compute_metrics(scores, host)
+    if top1_error is not None:
+        metric_errors["accuracy"] = top1_error
     record.update(values)
     record.update(comparable_units(stats))
     record.update(
@@ -332,6 +344,33 @@ def _scored_tokens(
             orders = None
             record["details"]["orders_error"] = one_line(exc)
     return ScoredTokens(ids, tokenizer.vocab, orders, tokenizer.lines)
+
+
+#: Positions at which a model's ``top1`` is checked against its distributions.
+TOP1_CHECKS = 32
+
+
+def _top1_hits(
+    model: LanguageModel, ids: np.ndarray, seed: int
+) -> tuple[np.ndarray | None, str | None]:
+    """Whether each token was the model's top-1 prediction, or why that is not known:
+    ``top1`` must give one id per token and agree with the argmax of
+    :meth:`~lmeval.LanguageModel.next_token_logprobs` (verified as causal and
+    normalised) at a few seeded positions, so that it cannot peek at the answer."""
+    try:
+        top = np.asarray(model.top1(read_only(ids)))
+        if top.shape != ids.shape or not np.issubdtype(top.dtype, np.integer):
+            return None, f"top1() returned {top.dtype} of shape {top.shape}, not one id per token"
+        rng = np.random.default_rng(seed)
+        for at in sorted(rng.choice(min(len(ids), SPAN), size=min(TOP1_CHECKS, len(ids)))):
+            logp = as_logprobs(
+                model.next_token_logprobs(read_only(ids[:at])), len(model.vocab), "ntl", 1e-9
+            )
+            if not 0 <= top[at] < len(logp) or logp[top[at]] < logp.max() - model.tolerance:
+                return None, f"top1() disagrees with next_token_logprobs at token {at}"
+    except Exception as exc:
+        return None, f"top1() failed: {one_line(exc)}"
+    return top == ids, None
 
 
 def comparable_units(stats: TextStats) -> dict[str, Any]:
@@ -433,6 +472,7 @@ def compare(
     host: PluginHost | None = None,
     on_result: Callable[[dict[str, Any]], None] | None = None,
     on_stage: StageHook | None = None,
+    top1: bool = False,
     isolate: bool = False,
     keep_tokens: bool = False,
     bootstrap: int = 1000,
@@ -452,6 +492,8 @@ def compare(
     ``plugins`` (paths or module names) load into this call's own plugin host
     (``host``, from :func:`lmeval.load_host`, to reuse one); a plugin that
     fails to load is a :class:`PluginWarning` and is listed in the meta.
+    ``top1`` computes each model's top-1 ``accuracy`` (models with a ``top1``
+    method; it costs about one more scoring pass, an n-gram's once per context).
     ``on_result(record)`` is called as each model finishes, ``on_stage(label, stage)``
     as its training, scoring and verifying begin (under ``isolate``: only "running").
     ``isolate`` fits and scores each model in a child process of its own (see
@@ -523,6 +565,7 @@ def compare(
                     verify_seed=verify_seed,
                     on_error=remember,
                     on_stage=on_stage,
+                    top1=top1,
                 )
             comparison.results.append(record)
             if scores is not None:

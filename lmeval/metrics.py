@@ -61,6 +61,9 @@ class Scores:
 
     logprobs: np.ndarray
     stats: TextStats
+    #: per token, whether the model's most probable next token was it (``top1``),
+    #: when the comparison asked for it and the model can tell; else ``None``
+    correct: np.ndarray | None = None
 
     @property
     def nll(self) -> float:
@@ -152,6 +155,22 @@ class WordPerplexity(Metric):
         return perplexity(_ratio(scores.nll, scores.stats.words))
 
 
+class Accuracy(Metric):
+    name = "accuracy"
+    description = (
+        "share of predicted tokens that were the model's most probable next token (top-1); "
+        "asked for with --metric accuracy, for models with a top1() method"
+    )
+    higher_is_better = True
+    fmt = ".2%"
+    shown = False
+
+    def compute(self, scores: Scores) -> float:
+        if scores.correct is None:
+            return math.nan  # not asked for, or the model cannot say: null in JSON
+        return _ratio(float(np.count_nonzero(scores.correct)), scores.stats.tokens)
+
+
 class OovRate(Metric):
     name = "oov_rate"
     description = "share of predicted tokens that are out of vocabulary (<unk>)"
@@ -169,4 +188,5 @@ BUILTIN_METRICS: tuple[Metric, ...] = (
     OovRate(),
     BitsPerToken(),
     WordPerplexity(),
+    Accuracy(),
 )

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 
+import numpy as np
 import pytest
 from click.testing import CliRunner
 
@@ -103,3 +104,39 @@ def test_long_rnn_scoring_shows_a_bar_of_tokens(text, monkeypatch):
     description, total, unit, completed = opened[0]
     assert (description, total, unit) == ("score rnn", len(ids), "tok")
     assert completed[0] == 0 and completed == sorted(completed)
+
+
+def test_accuracy_is_the_share_of_tokens_that_were_the_top_prediction(text):
+    [row] = lmeval.compare(["ngram:order=3"], text=text, top1=True).results
+    model, tok = lmeval.train("ngram:order=3", text=text)
+    ids = tok.encode(lmeval.load_corpus(text=text).test)
+    hits = [int(np.argmax(model.next_token_logprobs(ids[:i]))) == ids[i] for i in range(len(ids))]
+    assert row["accuracy"] == pytest.approx(sum(hits) / len(ids))
+    [unasked] = lmeval.compare(["ngram:order=3"], text=text).results
+    assert unasked["accuracy"] is None  # it costs a pass: computed only when asked
+
+
+PEEKING_TOP1 = """
+import numpy as np, lmeval
+from lmeval_ngram.model import NGram
+class Peek(NGram):
+    name = "peektop"
+    def top1(self, ids):
+        return np.asarray(ids).copy()  # "predicts" the very token it is asked about
+@lmeval.hookimpl
+def register_models(register):
+    register(Peek)
+"""
+
+
+def test_a_top1_that_peeks_at_the_answer_gets_no_accuracy(write):
+    plugin = write("peektop.py", PEEKING_TOP1)
+    # on real text a 3-gram's top-1 is right about half the time: 32 checked
+    # positions all agreeing with a peek has odds of about 1e-9
+    [row] = lmeval.compare(["peektop:order=3"], top1=True, plugins=[str(plugin)]).results
+    assert row["accuracy"] is None and "disagrees" in row["details"]["metric_errors"]["accuracy"]
+
+
+def test_the_rnn_top1_agrees_with_its_distributions(text):
+    [row] = lmeval.compare(["rnn:hidden=8,budget=300tok,threads=1"], text=text, top1=True).results
+    assert row["accuracy"] is not None and 0 <= row["accuracy"] <= 1, row["details"]

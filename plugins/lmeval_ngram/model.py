@@ -108,6 +108,23 @@ class _BackoffModel(lmeval.LanguageModel):
     def next_token_logprobs(self, context_ids: np.ndarray) -> np.ndarray:
         return self._require().next_logprobs(self._history(context_ids), self._candidates())
 
+    def top1(self, ids: np.ndarray) -> np.ndarray:
+        """The most probable next id at every position of ``ids`` (the argmax of
+        :meth:`next_token_logprobs` after ``ids[:i]``), each distinct context computed
+        once. (Optional, duck-typed: lmeval's ``accuracy`` metric reads it.)"""
+        tables = self._require()
+        candidates = self._candidates()
+        ids = np.asarray(ids, dtype=np.int64)
+        best: dict[bytes, int] = {}
+        out = np.empty(len(ids), dtype=np.int64)
+        for i in range(len(ids)):
+            history = self._history(ids[:i])
+            key = history.tobytes()
+            if key not in best:
+                best[key] = int(np.argmax(tables.next_logprobs(history, candidates)))
+            out[i] = best[key]
+        return out
+
     def generate(
         self, prefix_ids: np.ndarray, n: int, temperature: float = 1.0, seed: int = 0
     ) -> np.ndarray:

@@ -445,8 +445,11 @@ class RNN(lmeval.LanguageModel):
         state,
         chunk: int,
         targets: np.ndarray | None = None,
+        argmax: bool = False,
     ):
         """Feed the inputs ``[first, *rest]`` ``chunk`` tokens at a time, carrying ``state``.
+
+        ``argmax``: instead, the most probable next id after every input (int64).
 
         With ``targets`` (one per input): their log-probabilities (float64),
         written chunk by chunk into the one array returned, so that scoring holds
@@ -459,7 +462,9 @@ class RNN(lmeval.LanguageModel):
         net = self._require_net()
         net.eval()
         total = len(rest) + 1
-        out = np.empty(total, dtype=np.float64) if targets is not None else None
+        out = None
+        if targets is not None or argmax:
+            out = np.empty(total, dtype=np.int64 if argmax else np.float64)
         last = None
         began = time.perf_counter()
         with (
@@ -480,7 +485,9 @@ class RNN(lmeval.LanguageModel):
                 inputs = torch.tensor(piece, dtype=torch.int64, device=self._device)
                 logits, state = net(inputs.view(-1, 1), state)
                 logp = torch.log_softmax(logits[:, 0].float(), dim=-1)
-                if out is not None:
+                if argmax:
+                    out[s:e] = logp.argmax(dim=1).cpu().numpy()
+                elif out is not None:
                     wanted = torch.tensor(targets[s:e], dtype=torch.int64, device=self._device)
                     picked = logp.gather(1, wanted.view(-1, 1))[:, 0]
                     out[s:e] = picked.double().cpu().numpy()
@@ -494,6 +501,16 @@ class RNN(lmeval.LanguageModel):
             return np.zeros(0, dtype=np.float64)
         logp, _ = self._run(self.start_id, target[:-1], None, chunk, target)
         return logp
+
+    def top1(self, ids: np.ndarray) -> np.ndarray:
+        """The most probable next id at every position of ``ids``, from the same pass
+        as :meth:`score`. (Optional, duck-typed: lmeval's ``accuracy`` metric reads it.)"""
+        self._require_net()
+        target = self._checked(ids, "the scored text")
+        if len(target) == 0:
+            return np.zeros(0, dtype=np.int64)
+        top, _ = self._run(self.start_id, target[:-1], None, SCORE_CHUNK, argmax=True)
+        return top
 
     def score(self, ids: np.ndarray) -> np.ndarray:
         """``log p(ids[i] | ids[:i])``, the state carried through the whole sequence.
