@@ -737,7 +737,7 @@ def inspect(run: Invocation, models, start, count, top, html_path, quiet, **kw) 
     \b
     One -m: every token coloured by -log2 p under that model (green: well
     predicted, red: surprising). Two -m A -m B: coloured by bits under A
-    minus bits under B (blue where B predicts better, orange where A does).
+    minus bits under B (purple where B predicts better, orange where A does).
     Below, the tokens each model found hardest, with their contexts.
     --html FILE writes the same view as one page (hover a token for its bits).
     """

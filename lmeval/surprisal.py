@@ -28,7 +28,7 @@ from .tokenizers import split_lines
 BITS_BINS = (1.0, 2.0, 4.0, 8.0)
 BITS_COLOURS = ("#1a9850", "#a6d96a", "#fee08b", "#fc8d59", "#d73027")
 #: Difference bins (bits, first model minus second) and colours: orange where the
-#: first model is better, blue where the second is.
+#: first model is better, purple where the second is.
 DIFF_BINS = (-2.0, -0.5, 0.5, 2.0)
 DIFF_COLOURS = ("#e66101", "#fdb863", "#f7f7f7", "#b2abd2", "#5e3c99")
 
@@ -152,7 +152,7 @@ def render_terminal(view: SurprisalView, start_line: int = 0, lines: int = 12, t
         f"surprisal under {view.labels[0]} (-log2 p)"
         if len(view.labels) == 1
         else f"bits under {view.labels[0]} minus bits under {view.labels[1]} "
-        f"(blue: {view.labels[1]} better, orange: {view.labels[0]} better)"
+        f"(purple: {view.labels[1]} better, orange: {view.labels[0]} better)"
     )
     legend = Text(f"{what}: ")
     for colour, name in view.legend():
@@ -193,7 +193,7 @@ def render_html(view: SurprisalView, start_line: int = 0, lines: int = 40, top: 
         shown = "⏎" if piece == "\n" else esc(piece)
         spans.append(f'<span style="background:{colours[i]}" title="{esc(tip)}">{shown}</span>')
         if piece == "\n":
-            spans.append("<br>\n")
+            spans.append("\n")  # the text is pre-wrapped: a newline is the line break
     legend = "".join(
         f'<span class="key" style="background:{c}">{esc(name)}</span>' for c, name in view.legend()
     )
@@ -202,7 +202,7 @@ def render_html(view: SurprisalView, start_line: int = 0, lines: int = 40, top: 
     else:
         heading = (
             f"Bits under {esc(view.labels[0])} minus bits under {esc(view.labels[1])}: "
-            f"blue where {esc(view.labels[1])} predicts better, orange where "
+            f"purple where {esc(view.labels[1])} predicts better, orange where "
             f"{esc(view.labels[0])} does"
         )
     tables = []
@@ -229,6 +229,7 @@ body {{ font-family: system-ui, sans-serif; margin: 2em; max-width: 70em; color:
 .key {{ font-family: ui-monospace, monospace; padding: 0.1em 0.5em; margin-right: 0.4em; }}
 table {{ border-collapse: collapse; margin-bottom: 1.5em; }}
 td, th {{ border-bottom: 1px solid #ddd; padding: 0.2em 0.8em; text-align: right; }}
+th:last-child {{ text-align: left; }}
 td.ctx {{ font-family: ui-monospace, monospace; text-align: left; white-space: pre; }}
 .dim {{ color: #888; }}
 </style></head><body>
