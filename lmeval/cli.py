@@ -179,6 +179,8 @@ def cli() -> None:
       lmeval compare -m ngram:order=3 -m uniform --text book.txt
       lmeval models                               models and their parameters
       lmeval check ngram:order=3                  does a model keep the contract?
+      lmeval inspect -m ngram:order=3 -m ngram:order=5   where one beats the other
+      lmeval curve -m ngram:order=5 --plot curve.png      perplexity vs training size
     """
 
 
