@@ -363,8 +363,9 @@ def _data_kwargs(kw: dict[str, Any]) -> dict[str, Any]:
     "metrics",
     multiple=True,
     metavar="NAME",
-    help="A metric column of the table (repeatable, in order; default: ppl, nats/tok, "
-    "bits/char, bits/byte and plugin metrics). Also word_perplexity, bits_per_token, "
+    help="A metric column of the table (repeatable, in order; default: perplexity, "
+    "cross_entropy, bits_per_char, bits_per_byte and plugin metrics). Also "
+    "word_perplexity, bits_per_token, "
     "accuracy (top-1, computed only when asked: about one more scoring pass). "
     "JSON and CSV keep every metric.",
 )
@@ -421,6 +422,7 @@ def compare(
     from .progressbars import progress, set_progress
     from .report import render, render_table
 
+    metrics = tuple(dict.fromkeys(metrics))  # a name given twice is one column
     for name in metrics:
         if name not in run.host.metrics:
             known = ", ".join(run.host.metrics)
@@ -750,6 +752,9 @@ def inspect(run: Invocation, models, start, count, top, html_path, quiet, **kw) 
     set_progress_for(quiet)
     data = _data_kwargs(kw)
     view = surprisal_view(list(models), host=run.host, **data)
+    lines = int(view.line_of[-1]) + 1 if len(view.line_of) else 0
+    if start >= lines:
+        raise UsageError(f"--start {start}: the test text has {lines} lines (0 to {lines - 1})")
     from rich.console import Console
 
     Console().print(render_terminal(view, start, count, top))

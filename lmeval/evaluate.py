@@ -346,6 +346,9 @@ def _scored_tokens(
     return ScoredTokens(ids, tokenizer.vocab, orders, tokenizer.lines)
 
 
+#: The most bootstrap replicates a comparison draws (memory grows with them).
+MAX_REPLICATES = 100_000
+
 #: Positions at which a model's ``top1`` is checked against its distributions.
 TOP1_CHECKS = 32
 
@@ -519,6 +522,18 @@ def compare(
         raise UsageError(f"bootstrap={bootstrap!r}: give the number of replicates (0 = off)")
     if not 0.0 < confidence < 1.0:
         raise UsageError(f"confidence={confidence!r}: give a level strictly between 0 and 1")
+    if bootstrap > MAX_REPLICATES:
+        raise UsageError(
+            f"bootstrap={bootstrap}: at most {MAX_REPLICATES:,} replicates (memory and time "
+            "grow with them; 1,000 give intervals to about 3 %)"
+        )
+    fewest = math.floor(2 / (1 - confidence) + 1e-9) + 1
+    if 0 < bootstrap < fewest:
+        raise UsageError(
+            f"bootstrap={bootstrap}: the smallest p-value it can give is 2/{bootstrap}, so no "
+            f"difference could be significant at confidence {confidence:g}: give at least "
+            f"{fewest} replicates (or 0 for none)"
+        )
     if verify_seed is None:
         verify_seed = secrets.randbelow(2**32)
     host = host_for(host, plugins)
@@ -623,6 +638,12 @@ def _bootstrap(
             else:
                 chars = model_tok.unit == "character"
                 layouts[spec.label] = stream_layout(corpus.test, len(ids), tokens_are_chars=chars)
+            if len(layouts[spec.label].ends) < 2:
+                del layouts[spec.label]
+                reasons[spec.label] = (
+                    "the test text is one block: there is nothing to resample (give a test "
+                    "text of several lines for intervals)"
+                )
         except ValueError as exc:
             reasons[spec.label] = one_line(exc)
     unpaired = bootstrap_records(

@@ -191,3 +191,24 @@ def test_cli_refuses_a_confidence_outside_0_1_in_one_line(small_text):
 def test_readme_documents_the_bootstrap_keys():
     for key in BOOTSTRAP_KEYS:
         assert f"`{key}`" in README, key
+
+
+@pytest.mark.parametrize(
+    ("replicates", "confidence", "words"),
+    [(10**9, 0.95, "at most 100,000"), (10, 0.95, "at least 41"), (1000, 0.999, "at least 2001")],
+)
+def test_replicates_that_cannot_hold_or_cannot_decide_are_refused_first(
+    replicates, confidence, words
+):
+    with pytest.raises(lmeval.UsageError, match=words):
+        lmeval.compare(["uniform"], bootstrap=replicates, confidence=confidence)
+
+
+def test_a_one_line_test_text_gets_no_intervals_and_says_why(tmp_path):
+    train = tmp_path / "train.txt"
+    train.write_text("".join(f"line {i} of the text\n" for i in range(30)), encoding="utf-8")
+    test = tmp_path / "test.txt"
+    test.write_text("line 99 of the text\n", encoding="utf-8")
+    result = lmeval.compare(["uniform", "ngram:order=2"], train=train, test=test)
+    assert all(r["bits_per_char_ci"] is None and r["vs_best"] is None for r in result.results)
+    assert "one block" in result.meta["bootstrap"]["unpaired"]["uniform"]

@@ -97,3 +97,10 @@ def test_cli_inspect_takes_one_or_two_models(text):
     args = ["inspect", "--text", str(text), "-m", "uniform", "-m", "ngram", "-m", "ngram:order=2"]
     result = CliRunner().invoke(cli, args)
     assert result.exit_code == 2 and "one or two -m" in result.stderr
+
+
+def test_cli_inspect_refuses_a_start_beyond_the_test_text(text):
+    result = CliRunner().invoke(
+        cli, ["inspect", "-m", "uniform", "--text", str(text), "--start", "500"]
+    )
+    assert result.exit_code == 2 and "--start 500" in result.stderr and "lines" in result.stderr
