@@ -419,7 +419,7 @@ def compare(
     from .evaluate import compare as run_compare
     from .export import save_tokens as write_tokens
     from .export import tokens_format
-    from .progressbars import progress, set_progress
+    from .progressbars import progress
     from .report import render, render_table
 
     metrics = tuple(dict.fromkeys(metrics))  # a name given twice is one column
@@ -439,7 +439,7 @@ def compare(
                     f"-o {output} is in the --save-models folder, where a saved model may "
                     "have its name: write the results elsewhere"
                 )
-    set_progress(not quiet and sys.stderr.isatty())
+    set_progress_for(quiet)
     data = _data_kwargs(kw)
     specs = list(models) or None
     total = len(specs) if specs else len(default_specs(run.host))
@@ -542,9 +542,8 @@ def generate(run: Invocation, spec, load, prefix, length, temperature, quiet, **
     The prefix is printed, then the sampled continuation.
     """
     from .evaluate import make_tokenizer, train
-    from .progressbars import set_progress
 
-    set_progress(not quiet and sys.stderr.isatty())
+    set_progress_for(quiet)
     data = _data_kwargs(kw)
     if load:
         from .saved import load_model
@@ -682,11 +681,10 @@ def curve(run: Invocation, models, history, points, smallest, plot, fmt, quiet, 
     with --format json); --plot PATH writes a PNG or SVG as well.
     """
     from .curves import check_plot_path, curve_table, learning_curve, save_plot, training_history
-    from .progressbars import set_progress
 
     if plot is not None:
         check_plot_path(plot)
-    set_progress(not quiet and sys.stderr.isatty())
+    set_progress_for(quiet)
     data = _data_kwargs(kw)
     if history:
         if len(models) != 1:

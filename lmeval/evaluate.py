@@ -73,6 +73,19 @@ class ScoredTokens:
     orders: np.ndarray | None
     lines: bool  #: line mode (end-of-line tokens) or stream mode
 
+    def line_numbers(self) -> np.ndarray | None:
+        """The 0-based line of every token (int64): a line's end-of-line token is on
+        that line; in stream mode the newlines before a token count, so a newline token
+        is on the line it ends. ``None`` when no token holds a newline (word stream)."""
+        if self.lines:
+            newline = self.ids == self.vocab.eos_id
+        else:
+            per_token = np.asarray([t.count("\n") for t in self.vocab.itos], dtype=np.int64)
+            if not per_token.any():
+                return None
+            newline = per_token[self.ids]
+        return np.cumsum(newline, dtype=np.int64) - newline
+
 
 @dataclass
 class Comparison:

@@ -40,7 +40,7 @@ from typing import Any
 import numpy as np
 
 from .errors import UsageError
-from .evaluate import Comparison, ScoredTokens
+from .evaluate import Comparison
 from .files import atomic_write, check_writable
 
 #: The columns of every row, in order.
@@ -103,25 +103,13 @@ def _columns(comparison: Comparison) -> Iterator[tuple[str, dict[str, Any]]]:
             label,
             {
                 "position": np.arange(len(ids), dtype=np.int64),
-                "line": line_numbers(kept),
+                "line": kept.line_numbers(),
                 "token": np.asarray(kept.vocab.itos, dtype=object)[ids],
                 "logprob": np.asarray(scores.logprobs, dtype=np.float64),
                 "oov": ids == kept.vocab.unk_id,
                 "order": kept.orders,
             },
         )
-
-
-def line_numbers(kept: ScoredTokens) -> np.ndarray | None:
-    """The 0-based line of every token (int64), or ``None`` when it cannot be told."""
-    if kept.lines:
-        newline = kept.ids == kept.vocab.eos_id
-    else:
-        per_token = np.asarray([t.count("\n") for t in kept.vocab.itos], dtype=np.int64)
-        if not per_token.any():
-            return None
-        newline = per_token[kept.ids]
-    return np.cumsum(newline, dtype=np.int64) - newline
 
 
 def _write_jsonl(comparison: Comparison, path: str | os.PathLike[str]) -> int:

@@ -108,12 +108,12 @@ def surprisal_view(models: list[str], **options: Any) -> SurprisalView:
     kept = [result.tokens[label] for label in labels]
     if len(kept) == 2 and not np.array_equal(kept[0].ids, kept[1].ids):
         raise UsageError("the two models predict different tokens: compare them with one tokenizer")
-    ids = kept[0].ids
-    eos = kept[0].vocab.eos_id
-    line_of = np.cumsum(ids == eos) - (ids == eos) if eos is not None else np.zeros(len(ids), int)
+    line_of = kept[0].line_numbers()
+    if line_of is None:  # a stream of words: one line
+        line_of = np.zeros(len(kept[0].ids), dtype=np.int64)
     pieces = _pieces(kept[0], result.meta, options["corpus"].test)
     bits = [-result.scores[label].logprobs / math.log(2) for label in labels]
-    return SurprisalView(labels, pieces, bits, line_of.astype(np.int64), result.meta)
+    return SurprisalView(labels, pieces, bits, line_of, result.meta)
 
 
 def _pieces(kept, meta: dict[str, Any], test: str) -> list[str]:
