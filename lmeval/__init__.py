@@ -19,7 +19,7 @@ every import and holds the code to this list)::
      3  corpus records verify           splits; record keys and ranking; the checks
      2  datasets metrics models         data sets; metrics; the model interface
      1  files tokenizers isolation      atomic writes; vocabularies; child processes
-     0  version errors hookspecs progressbars
+     0  version errors hookspecs progressbars distributed
 """
 
 from __future__ import annotations
@@ -36,6 +36,7 @@ from .bootstrap import (
 )
 from .corpus import Corpus, load_corpus, split_text
 from .datasets import Dataset, RemoteText
+from .distributed import is_main_process, local_rank, rank, world_size
 from .errors import LmevalError, PluginWarning, UsageError
 from .evaluate import Comparison, Interrupted, build_model, compare, evaluate_model, train
 from .export import save_tokens
@@ -95,6 +96,10 @@ __all__ = [
     "atomic_write",
     "hookimpl",
     "in_range",
+    "is_main_process",
+    "local_rank",
+    "rank",
+    "world_size",
     "parse_spec",
     "perplexity",
     "progress",

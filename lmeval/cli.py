@@ -22,6 +22,7 @@ from typing import Any
 import click
 
 from .corpus import DEFAULT_SPLIT, parse_split
+from .distributed import is_main_process
 from .errors import LmevalError, UsageError, one_line
 from .files import check_writable, parse_size
 from .host import load_host
@@ -439,10 +440,13 @@ def compare(
                     f"-o {output} is in the --save-models folder, where a saved model may "
                     "have its name: write the results elsewhere"
                 )
-    set_progress_for(quiet)
+    set_progress_for(quiet or not is_main_process())
     data = _data_kwargs(kw)
     specs = list(models) or None
     total = len(specs) if specs else len(default_specs(run.host))
+    if not is_main_process():  # under torchrun: help rank 0 train, which writes the results
+        run_compare(specs, host=run.host, bootstrap=0, **data)
+        return
     interrupted = None
     try:
         with progress("compare", total=total) as bar:

@@ -32,6 +32,7 @@ from .bootstrap import (
     stream_layout,
 )
 from .corpus import Corpus, DataOptions, load_corpus
+from .distributed import is_main_process, rank, world_size
 from .errors import LmevalError, PluginWarning, UsageError, one_line
 from .files import check_writable
 from .host import load_host
@@ -528,6 +529,10 @@ def compare(
     :mod:`lmeval.bootstrap`).
 
     Ctrl-C raises :class:`Interrupted`, which holds the rows that finished.
+
+    Under ``torchrun`` (see :mod:`lmeval.distributed`) only rank 0 compares; a
+    rank above 0 fits the models that declare ``distributed = True`` together
+    with it and returns a comparison with no rows (``meta["helped_train"]``).
     """
     if verify < 0:
         raise UsageError(f"verify={verify}: give the number of positions to probe (0 = off)")
@@ -559,6 +564,8 @@ def compare(
         check_saved_paths(specs, save_dir)
     corpus, tok = _setup(host, corpus, tokenizer, lines, min_freq, **data)
     prepared = prepare_models(specs, tok, seed=seed, host=host)
+    if not is_main_process():
+        return _help_train(prepared, corpus, seed, host)
     if save_dir is not None:
         try:
             save_dir.mkdir(parents=True, exist_ok=True)
@@ -618,6 +625,26 @@ def compare(
     _bootstrap(comparison, corpus, prepared, tok.lines, bootstrap, confidence, seed)
     comparison.meta["isolated"] = isolate
     return comparison
+
+
+def _help_train(
+    prepared: list[tuple[ModelSpec, LanguageModel, Tokenizer]],
+    corpus: Corpus,
+    seed: int,
+    host: PluginHost,
+) -> Comparison:
+    """A rank above 0 under ``torchrun``: fit the distributed models with rank 0, in
+    its order, and nothing else (rank 0 scores, verifies and writes the results)."""
+    trained = []
+    with using(host):
+        for spec, model, model_tok in prepared:
+            if getattr(model, "distributed", False):
+                fit_model(model, model_tok, corpus, seed)
+                trained.append(spec.label)
+    return Comparison(
+        results=[],
+        meta={"rank": rank(), "world_size": world_size(), "helped_train": trained},
+    )
 
 
 def _bootstrap(

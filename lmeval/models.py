@@ -127,6 +127,11 @@ class LanguageModel(ABC):
     #: (from a prefix, from :meth:`next_token_logprobs`): 1e-9 suits float64
     #: arithmetic; float32 kernels (an RNN) need more. Verification uses it.
     tolerance: ClassVar[float] = 1e-9
+    #: Whether :meth:`fit` trains together with the other processes when lmeval is
+    #: started by ``torchrun`` (see :mod:`lmeval.distributed`): on ranks above 0
+    #: ``compare`` then builds and fits only such models, in the same order as
+    #: rank 0, and scores nothing; their ``fit`` must agree with rank 0 on when to stop.
+    distributed: ClassVar[bool] = False
 
     def __init__(self, vocab: Vocabulary, **params: Any) -> None:
         self.vocab = vocab

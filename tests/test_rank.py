@@ -1,0 +1,81 @@
+"""Under torchrun, ranks above 0 only help train the models that declare ``distributed``."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import lmeval
+from lmeval import LanguageModel
+
+
+class CountingModel(LanguageModel):
+    """A uniform model that counts its fits (class-wide) and may declare ``distributed``."""
+
+    name = "counting"
+    fits: list[str] = []
+
+    def fit(self, train_ids, valid_ids=None):
+        type(self).fits.append(type(self).__name__)
+
+    def score(self, ids):
+        return np.full(len(ids), -np.log(len(self.vocab)))
+
+    def next_token_logprobs(self, context_ids):
+        return np.full(len(self.vocab), -np.log(len(self.vocab)))
+
+
+class DistributedModel(CountingModel):
+    name = "counting-distributed"
+    distributed = True
+
+
+def host_with_models() -> lmeval.PluginHost:
+    host = lmeval.load_host()
+    host.models.add("counting", CountingModel, "test")
+    host.models.add("counting-distributed", DistributedModel, "test")
+    return host
+
+
+@pytest.fixture
+def as_rank(monkeypatch):
+    def set_rank(rank: int, world: int = 2) -> None:
+        monkeypatch.setenv("RANK", str(rank))
+        monkeypatch.setenv("LOCAL_RANK", str(rank))
+        monkeypatch.setenv("WORLD_SIZE", str(world))
+
+    CountingModel.fits = []
+    return set_rank
+
+
+def test_rank_above_zero_fits_only_distributed_models_and_scores_nothing(as_rank, numbered_text):
+    as_rank(1)
+    assert (lmeval.rank(), lmeval.world_size(), lmeval.is_main_process()) == (1, 2, False)
+    result = lmeval.compare(
+        ["a=counting", "b=counting-distributed", "c=ngram:order=2"],
+        text=numbered_text(60),
+        host=host_with_models(),
+    )
+    assert result.results == []
+    assert result.meta == {"rank": 1, "world_size": 2, "helped_train": ["b"]}
+    assert CountingModel.fits == ["DistributedModel"]
+
+
+def test_rank_zero_compares_everything(as_rank, numbered_text):
+    as_rank(0)
+    result = lmeval.compare(
+        ["a=counting", "b=counting-distributed"],
+        text=numbered_text(60),
+        host=host_with_models(),
+        bootstrap=0,
+    )
+    assert [r["label"] for r in result.results] == ["a", "b"]
+    assert sorted(CountingModel.fits) == ["CountingModel", "DistributedModel"]
+
+
+def test_alone_means_rank_zero_of_one(monkeypatch):
+    for name in ("RANK", "WORLD_SIZE", "LOCAL_RANK"):
+        monkeypatch.delenv(name, raising=False)
+    assert (lmeval.rank(), lmeval.world_size(), lmeval.local_rank()) == (0, 1, 0)
+    monkeypatch.setenv("RANK", "3")  # a stray RANK without a world is not a rank
+    assert lmeval.is_main_process()
