@@ -206,7 +206,8 @@ def resolve_device(name: str):
 
     if name == "auto":
         if torch.cuda.is_available():
-            return torch.device("cuda")
+            # under torchrun each process of a host takes its own GPU
+            return torch.device("cuda", lmeval.local_rank() % torch.cuda.device_count())
         mps = getattr(torch.backends, "mps", None)
         if mps is not None and mps.is_available():
             return torch.device("mps")
@@ -280,6 +281,8 @@ class RNN(lmeval.LanguageModel):
     tolerance = 1e-5
     # a bare `lmeval compare` should finish in about a minute
     recommended = "rnn:budget=60s"
+    # under torchrun the processes train one network with DDP (see parallel.py)
+    distributed = True
 
     def __init__(self, vocab: lmeval.Vocabulary, **params: Any) -> None:
         super().__init__(vocab, **params)
@@ -387,13 +390,67 @@ class RNN(lmeval.LanguageModel):
     # -- training ----------------------------------------------------------
 
     def fit(self, train_ids: np.ndarray, valid_ids: np.ndarray | None = None) -> None:
+        """Train; under ``torchrun`` together with the other ranks (``parallel``).
+
+        Every rank checks what it can (the text's length, the memory) and none
+        trains unless all can: rank 0 then raises the problem (its row fails),
+        the others return untrained (they score nothing).
+        """
         began = time.perf_counter()  # a time budget covers the set-up too
         import torch
 
+        from .parallel import join
         from .training import Limits, train
 
         c = self.config
         device = resolve_device(c["device"])
+        team = join(device)
+        problem = None
+        try:
+            train_ids, valid_ids = self._split_checked(train_ids, valid_ids, device)
+        except lmeval.LmevalError as exc:
+            problem = str(exc)
+        problem = team.meet(problem)
+        if problem is not None:
+            if team.leads:
+                raise lmeval.LmevalError(problem)
+            return
+        seconds, tokens = budget_limits(c["budget"])
+        limits = Limits(epochs=c["epochs"], seconds=seconds, tokens=tokens)
+        fork = [device.index or 0] if device.type == "cuda" else []
+        with _threads(c["threads"]), torch.random.fork_rng(devices=fork):
+            torch.manual_seed(c["seed"])
+            self._build(device)
+            team.reseed(c["seed"])
+            outcome = train(
+                self._net,
+                self._ids(train_ids, "the training text"),
+                self._ids(valid_ids, "the validation text"),
+                c,
+                limits,
+                self.start_id,
+                self._autocast(),
+                began,
+                team,
+            )
+            used_threads = torch.get_num_threads()
+        self.history = outcome.history
+        self._facts = {
+            "device": str(device),
+            "threads": used_threads if device.type == "cpu" else None,
+            "stop_reason": outcome.stop_reason,
+            "best_epoch": outcome.best_epoch,
+            "tokens_trained": outcome.tokens,
+            "train_seconds": round(outcome.seconds, 3),
+        }
+        if not team.alone:
+            self._facts["ranks"] = team.world
+
+    def _split_checked(
+        self, train_ids: np.ndarray, valid_ids: np.ndarray | None, device
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """The training and validation ids (validation carved when none is given),
+        refused when too short or too large for the memory there is."""
         train_ids = np.asarray(train_ids, dtype=np.int64)
         if valid_ids is None or len(valid_ids) < 2:
             # from the start: the end of a training text is nearest the test text that
@@ -409,32 +466,7 @@ class RNN(lmeval.LanguageModel):
         # refused here, this row fails and the comparison goes on
         estimate = self.memory_estimate(len(train_ids) + len(valid_ids))
         self._refuse_what_cannot_fit(estimate, device, lmeval.LmevalError)
-        seconds, tokens = budget_limits(c["budget"])
-        limits = Limits(epochs=c["epochs"], seconds=seconds, tokens=tokens)
-        fork = [device.index or 0] if device.type == "cuda" else []
-        with _threads(c["threads"]), torch.random.fork_rng(devices=fork):
-            torch.manual_seed(c["seed"])
-            self._build(device)
-            outcome = train(
-                self._net,
-                self._ids(train_ids, "the training text"),
-                self._ids(valid_ids, "the validation text"),
-                c,
-                limits,
-                self.start_id,
-                self._autocast(),
-                began,
-            )
-            used_threads = torch.get_num_threads()
-        self.history = outcome.history
-        self._facts = {
-            "device": str(device),
-            "threads": used_threads if device.type == "cpu" else None,
-            "stop_reason": outcome.stop_reason,
-            "best_epoch": outcome.best_epoch,
-            "tokens_trained": outcome.tokens,
-            "train_seconds": round(outcome.seconds, 3),
-        }
+        return train_ids, valid_ids
 
     # -- scoring -----------------------------------------------------------
 
