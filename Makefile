@@ -36,6 +36,7 @@ bench: $(VENV)/.installed
 	$(BIN)/python benchmarks/isolate_cost.py
 	$(BIN)/python benchmarks/generate_scaling.py
 	$(BIN)/python benchmarks/bootstrap_cost.py
+	$(BIN)/python benchmarks/bench_suite.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .ruff_cache

@@ -6,24 +6,31 @@ The core is laid out in layers; a module imports only from layers below its
 own, lazy imports inside functions included (``tests/test_layers.py`` parses
 every import and holds the code to this list)::
 
-    11  __init__ __main__               the public face
-    10  cli                             the command line
+    14  __init__ __main__               the public face
+    13  cli                             the command line
+    12  cli_bench                       the bench and cache commands
+    11  bench                           suites run, records appended
+    10  benchtables clikit              summaries of records; what commands share
      9  report testing curves export surprisal
                                     tables; the plugin authors' kit; curves; token
                                     files; the coloured text of inspect
      8  evaluate                        fit, score, verify, records
      7  host                            the plugin host of one call
-     6  builtins                        lmeval's own registrations
-     5  saved                           .lmz archives, the saved model
+     6  builtins cache                  lmeval's own registrations; the model cache
+     5  saved suite                     .lmz archives, the saved model; bench suites
      4  plugins bootstrap               pluggy manager and registries; intervals
      3  corpus records verify           splits; record keys and ranking; the checks
      2  datasets metrics models         data sets; metrics; the model interface
      1  files tokenizers isolation      atomic writes; vocabularies; child processes
-     0  version errors hookspecs progressbars distributed
+     0  version errors hookspecs progressbars distributed resources
+                                    the bottom; torchrun's ranks; peak memory
 """
 
 from __future__ import annotations
 
+from . import bench, cache, suite
+from .bench import BenchInterrupted, run_suite
+from .benchtables import read_records, summary_table
 from .bootstrap import (
     Layout,
     block_sums,
@@ -48,11 +55,22 @@ from .models import LanguageModel, ModelSpec, Param, at_least, in_range, parse_s
 from .plugins import PluginHost
 from .progressbars import progress, progress_enabled, set_progress
 from .saved import load_model
+from .suite import Suite, build_suite, load_suite
 from .tokenizers import EOS, UNK, CharTokenizer, Tokenizer, Vocabulary, WordTokenizer
 from .verify import Verification, verify_model
 from .version import __version__
 
 __all__ = [
+    "bench",
+    "cache",
+    "suite",
+    "BenchInterrupted",
+    "Suite",
+    "build_suite",
+    "load_suite",
+    "run_suite",
+    "read_records",
+    "summary_table",
     "Layout",
     "block_sums",
     "bootstrap_records",

@@ -15,26 +15,28 @@ import sys
 import threading
 import traceback
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import click
 
+from . import cli_bench
+from .clikit import Invocation, listing_format, plugin_option, set_progress_for
+from .clikit import fail as _fail
+from .clikit import print_rows as _print_rows
+from .clikit import short as _short
 from .corpus import DEFAULT_SPLIT, parse_split
 from .distributed import is_main_process
 from .errors import LmevalError, UsageError, one_line
 from .files import check_writable, parse_size
 from .host import load_host
-from .plugins import PluginHost, using
+from .plugins import using
 from .report import FORMATS
 from .verify import DEFAULT_POSITIONS
 from .version import __version__
 
 #: Seeds are 32-bit: what numpy's and torch's generators all take.
 MAX_SEED = 2**32 - 1
-
-_PLUGIN_HELP = "Load a plugin from a .py file or module name (repeatable)."
 
 
 def _scan_plugin_args(args: list[str]) -> list[str]:
@@ -47,14 +49,6 @@ def _scan_plugin_args(args: list[str]) -> list[str]:
         elif arg.startswith("--plugin="):
             found.append(arg.split("=", 1)[1])
     return found
-
-
-@dataclass(frozen=True)
-class Invocation:
-    """What every command gets (``@click.pass_obj``): this call's plugins and flags."""
-
-    host: PluginHost
-    debug: bool = False
 
 
 class _Interrupt(BaseException):
@@ -129,45 +123,6 @@ def _finite(value: float, name: str) -> float:
     return value
 
 
-def _short(label: str, width: int = 28) -> str:
-    """A label cut to fit beside a progress bar (a long spec would squeeze the bars)."""
-    return label if len(label) <= width else label[: width - 1] + "…"
-
-
-def set_progress_for(quiet: bool) -> None:
-    """Progress bars on stderr when it is a terminal and ``-q`` was not given."""
-    from .progressbars import set_progress
-
-    set_progress(not quiet and sys.stderr.isatty())
-
-
-def _fail(message: str, code: int) -> None:
-    click.echo(f"lmeval: error: {message}", err=True)
-    sys.exit(code)
-
-
-listing_format = click.option(
-    "--format",
-    "fmt",
-    type=click.Choice(["table", "json"]),
-    default="table",
-    show_default=True,
-    help="table for people, json for scripts.",
-)
-
-
-def plugin_option(f: Callable) -> Callable:
-    """``--plugin`` and ``--debug`` on every command: both are read from argv by
-    LmevalGroup.main before dispatch, wherever they stand; declared so that
-    click accepts them after the command name and --help shows them."""
-    f = click.option(
-        "--debug", is_flag=True, help="Show full tracebacks on errors.", expose_value=False
-    )(f)
-    return click.option(
-        "--plugin", "plugins", multiple=True, metavar="PATH", help=_PLUGIN_HELP, expose_value=False
-    )(f)
-
-
 @click.group(cls=LmevalGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="lmeval")
 @plugin_option
@@ -182,6 +137,7 @@ def cli() -> None:
       lmeval check ngram:order=3                  does a model keep the contract?
       lmeval inspect -m ngram:order=3 -m ngram:order=5   where one beats the other
       lmeval curve -m ngram:order=5 --plot curve.png      perplexity vs training size
+      lmeval bench suite.toml                     a suite: data sets x models x seeds
     """
 
 
@@ -370,6 +326,19 @@ def _data_kwargs(kw: dict[str, Any]) -> dict[str, Any]:
     "accuracy (top-1, computed only when asked: about one more scoring pass). "
     "JSON and CSV keep every metric.",
 )
+@click.option(
+    "--cache/--no-cache",
+    default=False,
+    show_default=True,
+    help="Reuse fitted models from the model cache (same model, parameters, plugin code, "
+    "training text and seed) and store new ones there (lmeval cache list).",
+)
+@click.option(
+    "--cache-dir",
+    metavar="DIR",
+    help="The model cache folder (implies --cache; default: $LMEVAL_CACHE_DIR/models "
+    "or the user cache folder's).",
+)
 @click.option("-q", "--quiet", is_flag=True, help="No progress bars.")
 @plugin_option
 @click.pass_obj
@@ -387,6 +356,8 @@ def compare(
     bootstrap,
     confidence,
     metrics,
+    cache,
+    cache_dir,
     quiet,
     **kw,
 ) -> None:
@@ -463,6 +434,7 @@ def compare(
                 keep_tokens=save_tokens is not None,
                 bootstrap=bootstrap,
                 confidence=confidence,
+                cache=cache_dir if cache_dir else cache,
                 **data,
             )
     except Interrupted as exc:
@@ -857,27 +829,7 @@ def list_datasets(run: Invocation, fmt) -> None:
     )
 
 
-def _print_rows(
-    rows: list[dict[str, Any]],
-    fmt: str,
-    title: str,
-    headers: list[str],
-    cells: Callable[[dict[str, Any]], list[str]],
-    lines: bool = True,
-) -> None:
-    """A listing as JSON (for scripts) or as a rich table of ``cells(row)``."""
-    if fmt == "json":
-        click.echo(json.dumps(rows, indent=2, default=str))
-        return
-    from rich.console import Console
-    from rich.table import Table
-
-    table = Table(title=title, show_lines=lines)
-    for header in headers:
-        table.add_column(header)
-    for row in rows:
-        table.add_row(*(cell or "–" for cell in cells(row)))
-    Console().print(table)
+cli_bench.register(cli)
 
 
 def main() -> None:

@@ -31,6 +31,7 @@ from .bootstrap import (
     method_of,
     stream_layout,
 )
+from .cache import ModelCache, as_cache, cache_key, key_material, uncacheable_reason
 from .corpus import Corpus, DataOptions, load_corpus
 from .distributed import is_main_process, rank, world_size
 from .errors import LmevalError, PluginWarning, UsageError, one_line
@@ -234,8 +235,13 @@ def evaluate_model(
     on_error: ErrorHook | None = None,
     on_stage: StageHook | None = None,
     top1: bool = False,
+    cache: ModelCache | None = None,
 ) -> tuple[dict[str, Any], Scores | None]:
     """Fit ``model``, score the test text and verify the scores: its record and scores.
+
+    With a ``cache`` (:class:`lmeval.cache.ModelCache`) the fitted model is looked
+    up there first (then ``fit_seconds`` is the original fit's) and stored after
+    it was scored and verified; ``details["cache"]`` says which, with the key.
 
     ``on_stage(label, stage)`` is told as each stage begins (``"training"``,
     ``"scoring"``, ``"verifying"``), so that a progress display can name it.
@@ -262,10 +268,15 @@ def evaluate_model(
         if on_stage is not None:
             on_stage(spec.label, name)
 
+    cached = _CacheUse(cache, model, tokenizer, corpus, seed)
     try:
         with using(host):
             stage("training")
-            record["fit_seconds"] = fit_model(model, tokenizer, corpus, seed)
+            hit = cached.lookup(host)
+            if hit is not None:
+                model, record["fit_seconds"] = hit
+            else:
+                record["fit_seconds"] = fit_model(model, tokenizer, corpus, seed)
             test_ids = read_only(tokenizer.encode(corpus.test))
             stage("scoring")
             start = time.perf_counter()
@@ -284,6 +295,8 @@ def evaluate_model(
                     raise ContractViolation(outcome.error or "verification failed")
             # a model's own facts, asked for here so that one that raises fails its row
             facts = dict(model.details())
+            if cached.hit is not None:  # the facts of the fit (a loaded model may not keep
+                facts.update(cached.hit.get("details") or {})  # its training history)
             num_params = model.num_params
     except KeyboardInterrupt:
         raise
@@ -319,6 +332,8 @@ def evaluate_model(
     )
     if metric_errors:
         record["details"]["metric_errors"] = metric_errors
+    if cached.cache is not None:
+        record["details"]["cache"] = cached.store(model, spec, tokenizer, record, facts, on_error)
     if save_dir is not None:
         path = saved_path(save_dir, spec.label)
         try:
@@ -333,6 +348,74 @@ def evaluate_model(
             if on_error is not None:
                 on_error(spec.label, exc)
     return record, scores
+
+
+class _CacheUse:
+    """One row's use of the model cache: its key, the lookup, the store."""
+
+    def __init__(
+        self,
+        cache: ModelCache | None,
+        model: LanguageModel,
+        tokenizer: Tokenizer,
+        corpus: Corpus,
+        seed: int,
+    ) -> None:
+        self.cache = cache
+        self.reason = uncacheable_reason(model) if cache is not None else None
+        self.material = None
+        self.key = None
+        self.hit: dict[str, Any] | None = None
+        if cache is not None and self.reason is None:
+            self.material = key_material(model, tokenizer, corpus, seed)
+            self.key = cache_key(self.material)
+
+    def lookup(self, host: PluginHost) -> tuple[LanguageModel, float | None] | None:
+        """The cached fitted model and its original fit seconds, or ``None``."""
+        if self.cache is None or self.key is None:
+            return None
+        start = time.perf_counter()
+        found = self.cache.load(self.key, host.models)
+        if found is None:
+            return None
+        model, info = found
+        self.hit = {"load_seconds": round(time.perf_counter() - start, 4), **info}
+        return model, info.get("fit_seconds")
+
+    def store(
+        self,
+        model: LanguageModel,
+        spec: ModelSpec,
+        tokenizer: Tokenizer,
+        record: dict[str, Any],
+        facts: dict[str, Any],
+        on_error: ErrorHook | None,
+    ) -> dict[str, Any]:
+        """Store a freshly fitted model (not one that came from the cache); what
+        ``details["cache"]`` says."""
+        if self.reason is not None:
+            return {"hit": False, "key": None, "not_cached": self.reason}
+        assert self.cache is not None and self.key is not None and self.material is not None
+        if self.hit is not None:
+            return {"hit": True, "key": self.key, "load_seconds": self.hit["load_seconds"]}
+        try:
+            self.cache.store(
+                self.key,
+                model,
+                spec=spec.text,
+                label=spec.label,
+                tokenizer=tokenizer.name,
+                material=self.material,
+                fit_seconds=record["fit_seconds"],
+                details=facts,
+            )
+        except KeyboardInterrupt:
+            raise
+        except Exception as exc:  # a full disk, a save() that raises: keep the row
+            if on_error is not None:
+                on_error(spec.label, exc)
+            return {"hit": False, "key": self.key, "not_cached": one_line(exc)}
+        return {"hit": False, "key": self.key}
 
 
 def _scored_tokens(
@@ -494,6 +577,7 @@ def compare(
     keep_tokens: bool = False,
     bootstrap: int = 1000,
     confidence: float = 0.95,
+    cache: bool | str | Path | ModelCache | None = None,
     **data: Unpack[DataOptions],
 ) -> Comparison:
     """Fit every model on the training text, score the test text, verify each row.
@@ -528,6 +612,11 @@ def compare(
     character from the best verified row with its interval and p-value (see
     :mod:`lmeval.bootstrap`).
 
+    ``cache`` reuses fitted models (``True``: the user cache folder, or a folder,
+    or a :class:`lmeval.cache.ModelCache`): a model fitted before on the same
+    training text with the same parameters, seed and plugin code is loaded
+    instead of fitted; ``details["cache"]`` says so (see :mod:`lmeval.cache`).
+
     Ctrl-C raises :class:`Interrupted`, which holds the rows that finished.
 
     Under ``torchrun`` (see :mod:`lmeval.distributed`) only rank 0 compares; a
@@ -554,6 +643,7 @@ def compare(
         )
     if verify_seed is None:
         verify_seed = secrets.randbelow(2**32)
+    model_cache = as_cache(cache)
     host = host_for(host, plugins)
     specs = [parse_spec(s) for s in (models or default_specs(host))]
     validate_specs(specs, host)  # before reading data: a typo in -m fails at once
@@ -583,6 +673,7 @@ def compare(
                 job = IsolatedJob(
                     host.extra_sources, spec, corpus, tokenizer, lines, min_freq, seed,
                     save_dir, verify, verify_seed,
+                    None if model_cache is None else model_cache.root,
                 )  # fmt: skip
                 if on_stage is not None:
                     on_stage(spec.label, "running (isolated)")
@@ -601,6 +692,7 @@ def compare(
                     on_error=remember,
                     on_stage=on_stage,
                     top1=top1,
+                    cache=model_cache,
                 )
             comparison.results.append(record)
             if scores is not None:
@@ -726,6 +818,7 @@ class IsolatedJob:
     save_dir: Path | None
     verify: int
     verify_seed: int
+    cache_root: Path | None = None
 
 
 def _run_job(job: IsolatedJob) -> tuple[dict[str, Any], Scores | None, dict[str, str]]:
@@ -744,6 +837,7 @@ def _run_job(job: IsolatedJob) -> tuple[dict[str, Any], Scores | None, dict[str,
         save_dir=job.save_dir,
         verify_positions=job.verify,
         verify_seed=job.verify_seed,
+        cache=None if job.cache_root is None else ModelCache(job.cache_root),
         on_error=lambda label, exc: tracebacks.update(
             {label: "".join(traceback.format_exception(exc))}
         ),

@@ -132,6 +132,14 @@ class LanguageModel(ABC):
     #: ``compare`` then builds and fits only such models, in the same order as
     #: rank 0, and scores nothing; their ``fit`` must agree with rank 0 on when to stop.
     distributed: ClassVar[bool] = False
+    #: Whether what :meth:`fit` produces depends on the seed. A model that draws no
+    #: random numbers (counts, a formula) says ``False``: the model cache then keeps
+    #: one fit for every seed of a suite instead of one per seed.
+    seeded: ClassVar[bool] = True
+    #: Whether the model cache may keep this model once fitted (it must also have
+    #: ``save`` and ``load``). ``False`` for a model whose fit reads something the
+    #: cache's key does not cover, such as a file named by a parameter.
+    cacheable: ClassVar[bool] = True
 
     def __init__(self, vocab: Vocabulary, **params: Any) -> None:
         self.vocab = vocab

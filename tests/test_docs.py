@@ -82,3 +82,34 @@ def test_every_hook_has_a_test_that_registers_through_it_and_uses_it():
                 )
     missing = set(lmeval.plugins.HOOK_NAMES) - covered
     assert not missing, f"hooks without a test_hook_<hook> test: {sorted(missing)}"
+
+
+def test_the_plugin_guide_gives_every_class_attribute_of_a_model_with_its_default():
+    """Each ``ClassVar`` of ``lmeval.LanguageModel`` is a row of the guide's table,
+    ``| `name` | `default` |``: an attribute added to the contract is documented."""
+    from typing import ClassVar, get_origin, get_type_hints
+
+    guide = GUIDE.read_text(encoding="utf-8")
+    hints = get_type_hints(lmeval.LanguageModel, include_extras=True)
+    attributes = [name for name, hint in hints.items() if get_origin(hint) is ClassVar]
+    assert {"name", "tolerance", "distributed", "seeded", "cacheable"} <= set(attributes)
+    for name in attributes:
+        if name == "name":
+            assert "| `name` | (required) |" in guide
+            continue
+        default = getattr(lmeval.LanguageModel, name)
+        if isinstance(default, str):
+            shown = f'`"{default}"`'
+        elif isinstance(default, float):
+            shown = f"`{default:g}`".replace("e-0", "e-")  # 1e-9 as people write it
+        else:
+            shown = f"`{default!r}`"
+        assert f"| `{name}` | {shown} |" in guide, f"docs/plugins.md lacks the row of {name}"
+
+
+def test_readme_documents_every_bench_record_key():
+    from lmeval.bench import BENCH_KEYS
+
+    section = README.split("## Benchmark suites", 1)[1].split("\n## ", 1)[0]
+    for key in BENCH_KEYS:
+        assert f"`{key}`" in section, key

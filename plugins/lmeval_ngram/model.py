@@ -238,6 +238,7 @@ class NGram(_BackoffModel):
     """
 
     name = "ngram"
+    seeded = False  # counts and closed-form discounts: nothing random
     description = (
         "n-gram model with MLE, add-k, Witten-Bell, absolute discounting, Kneser-Ney and "
         "modified Kneser-Ney (default; KenLM lmplz's probabilities) smoothing"
@@ -314,6 +315,8 @@ class Arpa(_BackoffModel):
     """
 
     name = "arpa"
+    # the file is the model: a cache keyed by its path would miss a changed file
+    cacheable = False
     description = "scores with an ARPA back-off model file (KenLM, SRILM, or ngram's own)"
     params = (
         lmeval.Param(

@@ -20,6 +20,7 @@ class Uniform(lmeval.LanguageModel):
     description = "p = 1/|V| for every token; perplexity equals the vocabulary size"
     recommended = "uniform"
     yardstick = True
+    seeded = False  # p = 1/|V|: nothing random
 
     def fit(self, train_ids: np.ndarray, valid_ids: np.ndarray | None = None) -> None:
         pass  # nothing to estimate
