@@ -279,6 +279,15 @@ class NGram(_BackoffModel):
             "discount of smoothing=absolute",
             check=lambda v: None if 0 < v <= 1 else "must be in (0, 1]",
         ),
+        lmeval.Param(
+            "discounts",
+            str,
+            "kenlm",
+            "how kn and mkn count the counts of counts their discounts come from: kenlm, as "
+            "KenLM's lmplz does (one n-gram of each lower order counted by its raw count, its "
+            "probabilities to the last digit); textbook: every n-gram by its adjusted count",
+            choices=("kenlm", "textbook"),
+        ),
         _SENTENCES,
     )
 
@@ -289,9 +298,11 @@ class NGram(_BackoffModel):
         size = len(self.vocab)
         bos = size  # <s> is no vocabulary id: it is context only
         eos = self.vocab.eos_id if self._sentences else None
+        train_ids = self._internal(train_ids)
         with lmeval.progress(f"count {self.config['order']}-grams", total=2) as bar:
-            orders = count_ngrams(self._internal(train_ids), eos, size + 1, self.config["order"])
+            orders = count_ngrams(train_ids, eos, size + 1, self.config["order"])
             bar.update(advance=1)
+            kenlm = self.config["discounts"] == "kenlm"
             self.tables, facts = estimate(
                 orders,
                 self.config["smoothing"],
@@ -300,9 +311,23 @@ class NGram(_BackoffModel):
                 bos,
                 k=self.config["k"],
                 discount=self.config["discount"],
+                first_seen=self._kenlm_ids(train_ids, bos, eos) if kenlm else None,
             )
             bar.update(advance=1)
         self._facts = {"smoothing": self.config["smoothing"], **facts}
+
+    def _kenlm_ids(self, train_ids: np.ndarray, bos: int, eos: int | None) -> np.ndarray:
+        """The id KenLM's ``lmplz`` gives every internal id: ``<unk>`` 0, ``<s>`` 1,
+        ``</s>`` 2, then the tokens by their first appearance in the training text."""
+        radix = bos + 1
+        tokens, first = np.unique(train_ids, return_index=True)
+        special = [self.vocab.unk_id, bos] + ([eos] if eos is not None else [])
+        ordinary = ~np.isin(tokens, special)
+        by_appearance = tokens[ordinary][np.argsort(first[ordinary], kind="stable")]
+        ids = np.full(radix, radix + 3, dtype=np.int64)  # never seen: never the largest
+        ids[special] = np.arange(len(special))
+        ids[by_appearance] = 3 + np.arange(len(by_appearance))
+        return ids
 
 
 class Arpa(_BackoffModel):

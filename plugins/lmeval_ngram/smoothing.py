@@ -37,15 +37,31 @@ SMOOTHINGS = ("mle", "add-k", "witten-bell", "absolute", "kn", "mkn")
 FALLBACK = (0.5, 1.0, 1.5)
 
 
-def kenlm_discounts(counts: np.ndarray) -> tuple[tuple[float, float, float], bool]:
+def counts_of_counts(counts: np.ndarray, moved: tuple[int, int] | None = None) -> list[int]:
+    """``n[j]``, how many n-grams have count ``j``, for j = 0..4; ``moved = (a, b)``
+    counts one n-gram of count ``a`` as one of count ``b`` (see :func:`kenlm_quirk`)."""
+    n = [int(np.count_nonzero(counts == j)) for j in range(5)]
+    if moved is not None:
+        was, now = moved
+        if was < 5:
+            n[was] -= 1
+        if now < 5:
+            n[now] += 1
+    return n
+
+
+def kenlm_discounts(
+    counts: np.ndarray, moved: tuple[int, int] | None = None
+) -> tuple[tuple[float, float, float], bool]:
     """Modified Kneser-Ney discounts (D1, D2, D3+) of one order, and whether they fell back.
 
     Chen & Goodman's equation (26), computed in float32 as KenLM's ``lmplz`` does so
     that the probabilities agree to the last digit KenLM prints. When a count of
     counts is zero or a discount falls outside ``[0, j]``, KenLM (with
-    ``--discount_fallback``) and we use (0.5, 1, 1.5).
+    ``--discount_fallback``) and we use (0.5, 1, 1.5). ``moved``: as in
+    :func:`counts_of_counts`.
     """
-    n = [int(np.count_nonzero(counts == j)) for j in range(5)]
+    n = counts_of_counts(counts, moved)
     if min(n[1:4]) == 0:
         return FALLBACK, True
     f = np.float32
@@ -59,13 +75,50 @@ def kenlm_discounts(counts: np.ndarray) -> tuple[tuple[float, float, float], boo
     return (amounts[0], amounts[1], amounts[2]), False
 
 
-def kn_discount(counts: np.ndarray) -> tuple[float, bool]:
+def kn_discount(counts: np.ndarray, moved: tuple[int, int] | None = None) -> tuple[float, bool]:
     """Kneser-Ney's single discount ``n1 / (n1 + 2 n2)``; 0.5 when n1 or n2 is zero."""
-    n1 = int(np.count_nonzero(counts == 1))
-    n2 = int(np.count_nonzero(counts == 2))
+    n = counts_of_counts(counts, moved)
+    n1, n2 = n[1], n[2]
     if n1 == 0 or n2 == 0:
         return FALLBACK[0], True
     return n1 / (n1 + 2 * n2), False
+
+
+def kenlm_quirk(
+    orders: list[OrderCounts], n: int, adjusted: np.ndarray, first_seen: np.ndarray, radix: int
+) -> tuple[int, int] | None:
+    """The one n-gram of order ``n`` that KenLM's ``lmplz`` puts in the counts of
+    counts with its raw count instead of its adjusted count: ``(adjusted, raw)``,
+    or ``None`` when there is none (the top order, or it starts with ``<s>``).
+
+    ``lmplz`` (``AdjustCounts::Run`` in ``lm/builder/adjust_counts.cc``) collects
+    the counts of counts of the lower orders as it closes each n-gram in a
+    stream sorted by suffix (last word first, by its word ids); the n-grams still
+    open when the stream ends, the suffixes of its last top-order n-gram, are
+    added with their raw counts. Of each lower order that is the largest n-gram
+    in that order, compared from its last token backwards by KenLM's ids
+    (``first_seen``: ``<unk>`` 0, ``<s>`` 1, ``</s>`` 2, then each token by its
+    first appearance in the training text). It changes the discounts only where
+    they are estimated in closed form (The Time Machine's unigrams: D1 0.158 ->
+    0.176), never the adjusted counts the probabilities use.
+    """
+    if n == len(orders):
+        return None
+    table = orders[n - 1]
+    chosen = np.flatnonzero(table.counts > 0)  # unigrams: only tokens of the text
+    key = table.keys[chosen]
+    for level in range(n, 0, -1):  # from the last token to the first
+        if not len(chosen):  # no n-gram of this order: nothing to move
+            return None
+        token = key % radix if level > 1 else key
+        rank = first_seen[token]
+        best = rank == rank.max()
+        chosen, key = chosen[best], key[best]
+        if level > 1:
+            key = orders[level - 2].keys[key // radix]
+    if table.starts_bos[chosen[0]]:
+        return None
+    return int(adjusted[chosen[0]]), int(table.counts[chosen[0]])
 
 
 #: N-grams per slice when turning counts into probabilities (bounds the temporaries).
@@ -185,8 +238,14 @@ def estimate(
     bos: int,
     k: float = 1.0,
     discount: float = 0.75,
+    first_seen: np.ndarray | None = None,
 ) -> tuple[Tables, dict]:
-    """The model of ``smoothing`` and JSON-able facts about it (discounts, notes)."""
+    """The model of ``smoothing`` and JSON-able facts about it (discounts, notes).
+
+    ``first_seen`` (KenLM's id of every internal id) makes the Kneser-Ney
+    discounts KenLM's (see :func:`kenlm_quirk`); ``None`` takes the counts of
+    counts exactly from the adjusted counts, as the textbooks do.
+    """
     facts: dict = {}
     if smoothing in ("mle", "add-k"):
         return unsmoothed(orders, vocab_size, radix, bos, 0.0 if smoothing == "mle" else k), facts
@@ -208,12 +267,13 @@ def estimate(
     notes: list[str] = []
 
     def discounts(n: int, c: np.ndarray) -> tuple[float, float, float, float]:
+        moved = None if first_seen is None else kenlm_quirk(orders, n, c, first_seen, radix)
         if smoothing == "kn":
-            value, fell_back = kn_discount(c)
+            value, fell_back = kn_discount(c, moved)
             per_order[str(n)] = value
             amounts = (value, value, value)
         else:
-            amounts, fell_back = kenlm_discounts(c)
+            amounts, fell_back = kenlm_discounts(c, moved)
             per_order[str(n)] = list(amounts)
         if fell_back:
             shown = FALLBACK[0] if smoothing == "kn" else FALLBACK
