@@ -262,6 +262,14 @@ def _data_kwargs(kw: dict[str, Any]) -> dict[str, Any]:
     help="Save every fitted model as DIR/LABEL.lmz (score later with -m saved:path=...).",
 )
 @click.option(
+    "--save-arpa",
+    type=click.Path(file_okay=False),
+    metavar="DIR",
+    help="Write every fitted n-gram model as DIR/LABEL.arpa, the ARPA file KenLM's "
+    "build_binary and query and -m arpa:path=... read (other rows are skipped: "
+    "details.arpa_error says why).",
+)
+@click.option(
     "--save-tokens",
     type=click.Path(dir_okay=False),
     metavar="PATH",
@@ -348,6 +356,7 @@ def compare(
     fmt,
     output,
     save_models,
+    save_arpa,
     save_tokens,
     verify_positions,
     verify_seed,
@@ -424,6 +433,7 @@ def compare(
             result = run_compare(
                 specs,
                 save_models=save_models,
+                save_arpa=save_arpa,
                 verify=0 if no_verify else verify_positions,
                 verify_seed=verify_seed,
                 host=run.host,

@@ -236,6 +236,7 @@ def evaluate_model(
     on_stage: StageHook | None = None,
     top1: bool = False,
     cache: ModelCache | None = None,
+    arpa_dir: Path | None = None,
 ) -> tuple[dict[str, Any], Scores | None]:
     """Fit ``model``, score the test text and verify the scores: its record and scores.
 
@@ -347,7 +348,29 @@ def evaluate_model(
             record["details"]["save_error"] = f"not saved to {path}: {one_line(exc)}"
             if on_error is not None:
                 on_error(spec.label, exc)
+    if arpa_dir is not None:
+        record["details"].update(_export_arpa(model, arpa_dir, spec.label, on_error))
     return record, scores
+
+
+def _export_arpa(
+    model: LanguageModel, arpa_dir: Path, label: str, on_error: ErrorHook | None
+) -> dict[str, str]:
+    """Write a fitted model that has an ARPA form (a ``write_arpa(path)`` method, as
+    the n-gram models have) as ``DIR/LABEL.arpa``: what ``details`` says of it."""
+    writer = getattr(model, "write_arpa", None)
+    if not callable(writer):
+        return {"arpa_error": f"a {model.name!r} model has no ARPA form (n-gram models have)"}
+    path = saved_path(arpa_dir, label, ".arpa")
+    try:
+        writer(path)
+    except KeyboardInterrupt:
+        raise
+    except Exception as exc:  # add-k (no back-off model), a full disk: keep the row
+        if on_error is not None:
+            on_error(label, exc)
+        return {"arpa_error": f"not written to {path}: {one_line(exc)}"}
+    return {"arpa_saved_to": str(path)}
 
 
 class _CacheUse:
@@ -514,19 +537,20 @@ def tokenizer_for(model: LanguageModel, tokenizer: Tokenizer, host: PluginHost) 
     return tok
 
 
-def saved_path(save_dir: Path, label: str) -> Path:
-    """Where ``--save-models DIR`` saves the row ``label``: ``DIR/LABEL.lmz``, with
-    every character that is not a letter, digit or ``-_.=`` made ``_``."""
-    return save_dir / ("".join(c if c.isalnum() or c in "-_.=" else "_" for c in label) + ".lmz")
+def saved_path(save_dir: Path, label: str, suffix: str = ".lmz") -> Path:
+    """Where ``--save-models DIR`` saves the row ``label``: ``DIR/LABEL.lmz`` (and
+    ``--save-arpa DIR``: ``DIR/LABEL.arpa``), with every character that is not a
+    letter, digit or ``-_.=`` made ``_``."""
+    return save_dir / ("".join(c if c.isalnum() or c in "-_.=" else "_" for c in label) + suffix)
 
 
-def check_saved_paths(specs: list[ModelSpec], save_dir: Path) -> None:
+def check_saved_paths(specs: list[ModelSpec], save_dir: Path, suffix: str = ".lmz") -> None:
     """Refuse (before any training) two rows that would be saved to one file, which
     would silently keep only the last; names differing only in case count as one
     (a file system may not tell them apart)."""
     seen: dict[str, str] = {}
     for spec in specs:
-        path = saved_path(save_dir, spec.label)
+        path = saved_path(save_dir, spec.label, suffix)
         if path.exists() or path.is_symlink():
             check_writable(path)  # a folder or a read-only file there: refused now
         if (other := seen.get(path.name.lower())) is not None:
@@ -535,6 +559,19 @@ def check_saved_paths(specs: list[ModelSpec], save_dir: Path) -> None:
                 "label them apart (LABEL=SPEC)"
             )
         seen[path.name.lower()] = spec.label
+
+
+def _output_folder(
+    value: str | Path | None, option: str, specs: list[ModelSpec], suffix: str
+) -> Path | None:
+    """The folder of ``--save-models`` or ``--save-arpa``, checked before any training."""
+    if value is None:
+        return None
+    folder = Path(value)
+    if folder.exists() and not folder.is_dir():
+        raise UsageError(f"{option} {folder} is a file, not a folder: give a folder")
+    check_saved_paths(specs, folder, suffix)
+    return folder
 
 
 def seed_everything(seed: int) -> None:
@@ -578,6 +615,7 @@ def compare(
     bootstrap: int = 1000,
     confidence: float = 0.95,
     cache: bool | str | Path | ModelCache | None = None,
+    save_arpa: str | Path | None = None,
     **data: Unpack[DataOptions],
 ) -> Comparison:
     """Fit every model on the training text, score the test text, verify each row.
@@ -611,6 +649,11 @@ def compare(
     ``bits_per_byte_ci``) and ``vs_best``, the paired difference in bits per
     character from the best verified row with its interval and p-value (see
     :mod:`lmeval.bootstrap`).
+
+    ``save_arpa`` (a folder) writes every fitted model that has an ARPA form
+    (a ``write_arpa`` method: the n-gram models) as ``FOLDER/LABEL.arpa``,
+    which KenLM's ``build_binary`` and ``query`` read; other rows say why not in
+    ``details["arpa_error"]``.
 
     ``cache`` reuses fitted models (``True``: the user cache folder, or a folder,
     or a :class:`lmeval.cache.ModelCache`): a model fitted before on the same
@@ -647,20 +690,18 @@ def compare(
     host = host_for(host, plugins)
     specs = [parse_spec(s) for s in (models or default_specs(host))]
     validate_specs(specs, host)  # before reading data: a typo in -m fails at once
-    save_dir = Path(save_models) if save_models is not None else None
-    if save_dir is not None:
-        if save_dir.exists() and not save_dir.is_dir():
-            raise UsageError(f"--save-models {save_dir} is a file, not a folder: give a folder")
-        check_saved_paths(specs, save_dir)
+    save_dir = _output_folder(save_models, "--save-models", specs, ".lmz")
+    arpa_dir = _output_folder(save_arpa, "--save-arpa", specs, ".arpa")
     corpus, tok = _setup(host, corpus, tokenizer, lines, min_freq, **data)
     prepared = prepare_models(specs, tok, seed=seed, host=host)
     if not is_main_process():
         return _help_train(prepared, corpus, seed, host)
-    if save_dir is not None:
-        try:
-            save_dir.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise LmevalError(f"cannot create --save-models folder {save_dir}: {exc}") from None
+    for folder, option in ((save_dir, "--save-models"), (arpa_dir, "--save-arpa")):
+        if folder is not None:
+            try:
+                folder.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise LmevalError(f"cannot create {option} folder {folder}: {exc}") from None
     comparison = Comparison(results=[], meta={})
 
     def remember(label: str, exc: BaseException) -> None:
@@ -673,7 +714,7 @@ def compare(
                 job = IsolatedJob(
                     host.extra_sources, spec, corpus, tokenizer, lines, min_freq, seed,
                     save_dir, verify, verify_seed,
-                    None if model_cache is None else model_cache.root,
+                    None if model_cache is None else model_cache.root, arpa_dir,
                 )  # fmt: skip
                 if on_stage is not None:
                     on_stage(spec.label, "running (isolated)")
@@ -693,6 +734,7 @@ def compare(
                     on_stage=on_stage,
                     top1=top1,
                     cache=model_cache,
+                    arpa_dir=arpa_dir,
                 )
             comparison.results.append(record)
             if scores is not None:
@@ -819,6 +861,7 @@ class IsolatedJob:
     verify: int
     verify_seed: int
     cache_root: Path | None = None
+    arpa_dir: Path | None = None
 
 
 def _run_job(job: IsolatedJob) -> tuple[dict[str, Any], Scores | None, dict[str, str]]:
@@ -838,6 +881,7 @@ def _run_job(job: IsolatedJob) -> tuple[dict[str, Any], Scores | None, dict[str,
         verify_positions=job.verify,
         verify_seed=job.verify_seed,
         cache=None if job.cache_root is None else ModelCache(job.cache_root),
+        arpa_dir=job.arpa_dir,
         on_error=lambda label, exc: tracebacks.update(
             {label: "".join(traceback.format_exception(exc))}
         ),

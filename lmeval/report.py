@@ -267,6 +267,10 @@ def render_table(
         details = record.get("details") or {}
         if details.get("save_error"):
             console.print(f"[yellow]not saved[/] {record['label']}: {details['save_error']}")
+        if details.get("arpa_saved_to"):
+            console.print(f"[dim]ARPA[/] {record['label']}: {details['arpa_saved_to']}")
+        elif details.get("arpa_error"):
+            console.print(f"[yellow]no ARPA[/] {record['label']}: {details['arpa_error']}")
         for note in details.get("notes", []):
             console.print(f"[yellow]note[/] {record['label']}: {note}")
         history = details.get("history")

@@ -366,3 +366,31 @@ def test_failed_model_in_the_table_exits_1_and_says_why(write, small_text):
     assert result.exit_code == 1
     assert "error raising: MemoryError: too big" in result.stdout
     assert "uniform (yardstick)" in result.stdout
+
+
+def test_save_arpa_writes_the_ngram_rows_and_the_arpa_model_scores_them_alike(tmp_path):
+    """compare --save-arpa DIR: every n-gram row as DIR/LABEL.arpa (what KenLM's
+    build_binary reads); the arpa model reads it back with the same scores, and rows
+    with no ARPA form say why, without failing."""
+    text = tmp_path / "t.txt"
+    text.write_text("".join(f"the line {i} reads {i * 7 % 13}.\n" for i in range(300)))
+    arpas = tmp_path / "arpas"
+    first = CliRunner().invoke(
+        cli,
+        ["compare", "-m", "kn4=ngram:order=4", "-m", "wb=ngram:order=3,smoothing=witten-bell",
+         "-m", "uniform", "--text", str(text), "--save-arpa", str(arpas), "--format", "json"],
+    )  # fmt: skip
+    assert first.exit_code == 0, first.output
+    rows = {r["label"]: r for r in json.loads(first.stdout)["results"]}
+    assert sorted(p.name for p in arpas.iterdir()) == ["kn4.arpa", "wb.arpa"]
+    assert rows["kn4"]["details"]["arpa_saved_to"] == str(arpas / "kn4.arpa")
+    assert "no ARPA form" in rows["uniform"]["details"]["arpa_error"]
+    again = CliRunner().invoke(
+        cli,
+        ["compare", "-m", f"kn4=arpa:path={arpas / 'kn4.arpa'}",
+         "-m", f"wb=arpa:path={arpas / 'wb.arpa'}", "--text", str(text), "--format", "json"],
+    )  # fmt: skip
+    assert again.exit_code == 0, again.output
+    for row in json.loads(again.stdout)["results"]:
+        assert row["verified"] is True
+        assert row["nll"] == pytest.approx(rows[row["label"]]["nll"], rel=1e-12)
