@@ -44,7 +44,7 @@ from .bootstrap import (
 from .corpus import Corpus, load_corpus, split_text
 from .datasets import Dataset, RemoteText
 from .distributed import is_main_process, local_rank, rank, world_size
-from .errors import LmevalError, PluginWarning, UsageError
+from .errors import LmevalError, LmevalWarning, PluginWarning, UsageError
 from .evaluate import Comparison, Interrupted, build_model, compare, evaluate_model, train
 from .export import save_tokens
 from .files import atomic_write, read_text
@@ -85,6 +85,7 @@ __all__ = [
     "Metric",
     "PluginHost",
     "PluginWarning",
+    "LmevalWarning",
     "Verification",
     "RemoteText",
     "Scores",

@@ -25,6 +25,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import math
 import os
 import platform
 import socket
@@ -40,11 +41,21 @@ from typing import Any
 import numpy as np
 
 from .benchtables import latest, read_records
-from .cache import ModelCache, as_cache, cache_key, key_material, model_identity
+from .cache import (
+    ModelCache,
+    as_cache,
+    cache_key,
+    file_digests,
+    key_material,
+    model_identity,
+    uncacheable_reason,
+)
 from .corpus import Corpus, load_corpus
+from .distributed import world_size
 from .errors import LmevalError, UsageError, one_line
 from .evaluate import _setup, compare, prepare_models
 from .host import load_host
+from .models import ModelSpec, resolve_params
 from .plugins import PluginHost
 from .progressbars import progress
 from .resources import peak_memory, reset_peak_memory
@@ -122,8 +133,7 @@ class Task:
     run_id: str
     suite: str
     dataset: DataConfig
-    spec_text: str
-    label: str
+    spec: ModelSpec
     seed: int
     verify: int
     verify_seed: int
@@ -134,6 +144,10 @@ class Task:
     plugins: tuple[str, ...]
     executor: str
     threads: int | None
+
+    @property
+    def label(self) -> str:
+        return self.spec.label
 
 
 class BenchInterrupted(KeyboardInterrupt):
@@ -146,12 +160,18 @@ class BenchInterrupted(KeyboardInterrupt):
         self.not_run = not_run
 
 
-def run_id(run: Run, corpus: Corpus, suite: Suite) -> str:
+def run_id(run: Run, corpus: Corpus, suite: Suite, host: PluginHost) -> str:
     """16 hex digits naming a run by what decides its record: the data set (its
-    label, text checksums and tokenization), the model spec and label, the seed,
-    and the verification and bootstrap settings. A data file whose text changed
-    is a new run."""
+    label, text checksums and tokenization), the model spec and label, where the
+    model's code comes from (class, distribution, version, a digest of its source)
+    and the content of any file it reads, lmeval's version, the seed, and the
+    verification and bootstrap settings. A changed data file, model file or
+    plugin makes a new run, so nothing recorded before is taken for it."""
+    cls = host.models.get(run.spec.name)
     material = {
+        "model": model_identity(cls),
+        "files": file_digests(cls, run.spec.params),
+        "lmeval": __version__,
         "dataset": run.dataset.label,
         "checksums": corpus.checksums(),
         "tokenizer": run.dataset.tokenizer,
@@ -185,27 +205,36 @@ class ResultsFile:
         return read_records(self.path)
 
     def check(self) -> None:
-        """Refuse, before anything runs, a file that could not be appended to."""
-        if self.path.is_dir():
-            raise UsageError(f"-o {self.path} is a folder: give a results file (.jsonl)")
-        if self.path.exists() and not os.access(self.path, os.W_OK):
-            raise UsageError(f"-o {self.path} is not writable: give another results file")
-        folder = self.path.parent
+        """Refuse, before anything runs, a file that could not be appended to: a
+        folder, a compressed file, a pipe or device, a read-only file, a missing or
+        read-only folder (a symbolic link is followed to its target)."""
+        where = f"-o {self.path}"
+        if self.path.suffix.lower() in (".gz", ".bz2", ".xz", ".zst", ".zip"):
+            raise UsageError(f"{where}: bench appends plain text: give a .jsonl file")
+        target = self.path.resolve()
+        if target.is_dir():
+            raise UsageError(f"{where} is a folder: give a results file (.jsonl)")
+        if target.exists() and not target.is_file():
+            raise UsageError(f"{where} is not a regular file (a pipe or device?): give a file")
+        if target.exists() and not os.access(target, os.W_OK):
+            raise UsageError(f"{where} is not writable: give another results file")
+        folder = target.parent
         if not folder.is_dir():
-            raise UsageError(f"-o {self.path}: the folder {folder} does not exist")
-        if not self.path.exists() and not os.access(folder, os.W_OK):
-            raise UsageError(f"-o {self.path}: cannot create files in {folder}")
+            raise UsageError(f"{where}: the folder {folder} does not exist")
+        if not target.exists() and not os.access(folder, os.W_OK):
+            raise UsageError(f"{where}: cannot create files in {folder}")
 
     def append(self, record: dict[str, Any]) -> None:
         """Append ``record`` as one line, flushed and fsynced before returning.
 
-        A last line without its newline (a writer killed mid-line) is cut off
-        first, so that the file stays one record per line. Appends are locked
-        (``flock``) where the system has it, so two processes never interleave.
+        A last line cut short (a writer killed mid-line: no newline, and it does
+        not parse) is cut off first; a whole last record that only lacks its
+        newline gets one. Appends are locked (``flock``) where the system has it,
+        so two processes never interleave.
         """
         line = json.dumps(record, ensure_ascii=False, allow_nan=False, default=_jsonable) + "\n"
         with open(self.path, "a+b") as handle, _locked(handle):
-            _cut_torn_tail(handle)
+            _mend_tail(handle)
             handle.write(line.encode("utf-8"))
             handle.flush()
             os.fsync(handle.fileno())
@@ -235,7 +264,9 @@ def _locked(handle) -> Iterator[None]:
         fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
 
 
-def _cut_torn_tail(handle) -> None:
+def _mend_tail(handle) -> None:
+    """Make the file end at a line end: a last line without its newline is cut off
+    when it is half a record, ended when it is a whole one."""
     size = handle.seek(0, os.SEEK_END)
     if size == 0:
         return
@@ -247,13 +278,20 @@ def _cut_torn_tail(handle) -> None:
         handle.seek(start)
         chunk = handle.read(size - start)
         cut = chunk.rfind(b"\n")
-        if cut >= 0:
-            handle.truncate(start + cut + 1)
-            break
-        if start == 0:
-            handle.truncate(0)
+        if cut >= 0 or start == 0:
             break
         start = max(0, start - 2**20)
+    begin = start + cut + 1 if cut >= 0 else 0
+    handle.seek(begin)
+    try:
+        whole = isinstance(json.loads(handle.read(size - begin)), dict)
+    except ValueError:
+        whole = False
+    if whole:
+        handle.seek(0, os.SEEK_END)
+        handle.write(b"\n")
+    else:
+        handle.truncate(begin)
     handle.seek(0, os.SEEK_END)
 
 
@@ -303,9 +341,11 @@ def execute(task: Task, corpus: Corpus, host: PluginHost | None = None) -> dict[
     reset_peak_memory()
     started = datetime.now(UTC).isoformat(timespec="seconds")
     start = time.perf_counter()
+    resolved = None
     try:
+        resolved = _resolved(task, host)
         comparison = compare(
-            [task.spec_text],
+            [task.spec],
             corpus=corpus,
             tokenizer=task.dataset.tokenizer,
             lines=task.dataset.lines,
@@ -323,12 +363,11 @@ def execute(task: Task, corpus: Corpus, host: PluginHost | None = None) -> dict[
     except KeyboardInterrupt:
         raise
     except Exception as exc:  # a run that cannot even start: its record says why
-        row = {"label": task.label, "spec": task.spec_text, "error": one_line(exc)}
+        row = {"label": task.label, "spec": task.spec.text, "error": one_line(exc)}
     seconds = time.perf_counter() - start
     peak, method = peak_memory()
     details = row.get("details") or {}
     cache = details.get("cache") or {}
-    resolved = _resolved(task, host)
     record = {
         "format": FORMAT,
         "run_id": task.run_id,
@@ -339,7 +378,7 @@ def execute(task: Task, corpus: Corpus, host: PluginHost | None = None) -> dict[
         **row,
         "resolved": resolved,
         "checksums": corpus.checksums(),
-        "versions": _versions(host, row.get("model") or task.spec_text.split(":")[0]),
+        "versions": _versions(host, task.spec.name),
         "device": str(details.get("device", "cpu")),
         "host": socket.gethostname(),
         "started": started,
@@ -351,23 +390,30 @@ def execute(task: Task, corpus: Corpus, host: PluginHost | None = None) -> dict[
         "verify_seed": task.verify_seed,
         "executor": task.executor,
     }
-    return json.loads(json.dumps(record, allow_nan=True, default=_jsonable))
+    return _finite_json(json.loads(json.dumps(record, allow_nan=True, default=_jsonable)))
+
+
+def _finite_json(value: Any) -> Any:
+    """``value`` with every infinite or NaN number made ``None``: JSON has none
+    (an MLE row's perplexity is infinite; in JSON it is null, as compare writes it)."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: _finite_json(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_finite_json(v) for v in value]
+    return value
 
 
 def _resolved(task: Task, host: PluginHost) -> dict[str, Any] | None:
-    from .models import parse_spec, resolve_params
-
-    spec = parse_spec(task.spec_text)
-    if spec.name not in host.models:
+    """The model's fully resolved parameters (the seed as the run gives it)."""
+    if task.spec.name not in host.models:
         return None
-    cls = host.models.get(spec.name)
-    params = dict(spec.params)
+    cls = host.models.get(task.spec.name)
+    params = dict(task.spec.params)
     if "seed" not in params and any(p.name == "seed" for p in cls.params):
         params["seed"] = str(task.seed)
-    try:
-        return resolve_params(cls, params)
-    except UsageError:
-        return None
+    return resolve_params(cls, params)
 
 
 def _set_threads(threads: int) -> None:
@@ -435,13 +481,12 @@ def plan(
     tokenizers: dict[str, Any] = {}
     for run in suite.runs():
         corpus = corpora[run.dataset.label]
-        rid = run_id(run, corpus, suite)
+        rid = run_id(run, corpus, suite, host)
         task = Task(
             run_id=rid,
             suite=suite.name,
             dataset=run.dataset,
-            spec_text=f"{run.spec.label}={run.spec.text}",
-            label=run.spec.label,
+            spec=run.spec,
             seed=run.seed,
             verify=suite.verify,
             verify_seed=int(rid[:8], 16),
@@ -472,8 +517,6 @@ def _is_cached(run: Run, corpus: Corpus, cache: ModelCache, host: PluginHost, to
         [(_, model, model_tok)] = prepare_models([run.spec], toks[key], seed=run.seed, host=host)
     except Exception:  # it will fail as a run, with its reason
         return False
-    from .cache import uncacheable_reason
-
     if uncacheable_reason(model) is not None:
         return False
     return cache.has(cache_key(key_material(model, model_tok, corpus, run.seed)))
@@ -482,10 +525,18 @@ def _is_cached(run: Run, corpus: Corpus, cache: ModelCache, host: PluginHost, to
 def _threads_per_job(executor: str, jobs: int) -> int | None:
     """torch threads per worker so that the workers do not oversubscribe the cores."""
     if executor == "processes":
-        return max(1, (os.cpu_count() or 1) // jobs)
+        return max(1, _usable_cores() // jobs)
     if executor == "ray":
         return 1  # each task asks Ray for one CPU
     return None
+
+
+def _usable_cores() -> int:
+    """The cores this process may run on (its affinity mask, where the OS has one)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:
+        return os.cpu_count() or 1
 
 
 def run_suite(
@@ -521,8 +572,16 @@ def run_suite(
         raise UsageError(f"executor={executor!r}: choose one of {', '.join(EXECUTORS)}")
     if address is not None and executor != "ray":
         raise UsageError("an address is for the ray executor: add --executor ray")
+    if world_size() > 1:
+        raise UsageError(
+            "lmeval bench runs in one process, not under torchrun: spread a suite with "
+            "--jobs N or --executor ray, and train one network on several with "
+            "torchrun ... -m lmeval compare"
+        )
     host = host or load_host()
-    if output is None and not isinstance(suite, dict | Suite):
+    if output is None and isinstance(suite, Suite):
+        output = default_output(suite)
+    elif output is None and not isinstance(suite, dict):
         output = Path(str(suite)).with_name(Path(str(suite)).stem + ".results.jsonl")
     if output is not None:
         ResultsFile(output).check()
@@ -534,6 +593,10 @@ def run_suite(
     new: dict[str, dict[str, Any]] = {}
 
     def record(rec: dict[str, Any]) -> None:
+        if (rec.get("details") or {}).get("interrupted"):
+            # Ctrl-C reached the run's model, which stopped its fit early: that is
+            # the suite being interrupted, and the half-trained run is not recorded
+            raise KeyboardInterrupt
         if results is not None:
             results.append(rec)
         new[rec["run_id"]] = rec
@@ -542,7 +605,7 @@ def run_suite(
 
     run_ids = [p.task.run_id for p in planned]
     try:
-        pool = _worker_pool(todo, jobs) if executor == "processes" else contextlib.nullcontext()
+        pool = WorkerPool(jobs) if executor == "processes" and todo else contextlib.nullcontext()
         with pool as workers, progress("bench", total=len(todo)) as bar:
 
             def finished(rec: dict[str, Any]) -> None:
@@ -554,7 +617,7 @@ def run_suite(
                     bar.update(info=f"{task.dataset.label} {task.label} seed {task.seed}")
                     finished(execute(task, corpora[task.dataset.label], host))
             elif executor == "processes":
-                _run_in_processes(workers, todo, corpora, finished)
+                workers.run(todo, corpora, finished)
             else:
                 _run_on_ray(todo, corpora, address, finished)
     except KeyboardInterrupt:
@@ -572,6 +635,11 @@ def _in_order(
 
 
 def _init_worker(threads: int | None) -> None:
+    """A worker ignores Ctrl-C and SIGTERM: the parent decides, and ends it."""
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     if threads is not None:
         _set_threads(threads)
 
@@ -590,52 +658,126 @@ def _pool_context():
     return multiprocessing.get_context("spawn")
 
 
-@contextlib.contextmanager
-def _worker_pool(tasks: list[Task], jobs: int) -> Iterator[Any]:
-    """A pool of ``jobs`` worker processes for ``tasks`` (``None`` when there are
-    none), started before any progress bar so that it can be forked."""
-    from concurrent.futures import ProcessPoolExecutor
+class WorkerPool:
+    """``jobs`` local worker processes that run tasks, at most one each at a time.
 
-    if not tasks:
-        yield None
-        return
-    pool = ProcessPoolExecutor(
-        max_workers=min(jobs, len(tasks)),
-        mp_context=_pool_context(),
-        initializer=_init_worker,
-        initargs=(tasks[0].threads,),
-    )
-    try:
-        # the first submit starts the workers (forked: all of them, at once)
-        pool.submit(int).result()
-        yield pool
-    except BaseException:
-        pool.shutdown(wait=False, cancel_futures=True)
-        raise
-    pool.shutdown()
+    Started on entry, before any progress bar, so that it can be forked; on
+    Ctrl-C (or any error) the workers are killed at once rather than left to
+    finish what they hold. A worker that dies (killed, out of memory) fails no
+    other run: the runs it may have held are tried again one at a time in a
+    fresh pool, and one whose worker dies again is recorded as failed, saying so.
+    """
 
+    def __init__(self, jobs: int) -> None:
+        self.jobs = jobs
+        self.threads = _threads_per_job("processes", jobs)
+        self.pool = self._start(jobs)
 
-def _run_in_processes(
-    pool: Any,
-    tasks: list[Task],
-    corpora: dict[str, Corpus],
-    finished: Callable[[dict[str, Any]], None],
-) -> None:
-    """Each task in the worker ``pool``, records handed to ``finished`` as they come."""
-    from concurrent.futures import FIRST_COMPLETED, wait
+    def _start(self, workers: int):
+        from concurrent.futures import ProcessPoolExecutor
 
-    if not tasks:
-        return
-    try:
-        pending = {pool.submit(execute, t, corpora[t.dataset.label]) for t in tasks}
-        while pending:
-            done, pending = wait(pending, return_when=FIRST_COMPLETED)
+        pool = ProcessPoolExecutor(
+            max_workers=workers,
+            mp_context=_pool_context(),
+            initializer=_init_worker,
+            initargs=(self.threads,),
+        )
+        pool.submit(int).result()  # the first submit starts the workers (forked: all)
+        return pool
+
+    def __enter__(self) -> WorkerPool:
+        return self
+
+    def __exit__(self, kind, value, traceback) -> None:
+        if kind is None:
+            self.pool.shutdown()
+        else:
+            self._kill()
+
+    def _kill(self) -> None:
+        processes = list((getattr(self.pool, "_processes", None) or {}).values())
+        for process in processes:
+            process.kill()  # they ignore SIGTERM, and what they hold is given up
+        self.pool.shutdown(wait=False, cancel_futures=True)
+        for process in processes:
+            process.join(timeout=5)
+
+    def run(
+        self,
+        tasks: list[Task],
+        corpora: dict[str, Corpus],
+        finished: Callable[[dict[str, Any]], None],
+    ) -> None:
+        """Each task on a worker, at most ``jobs`` at once; records to ``finished``."""
+        from concurrent.futures import FIRST_COMPLETED, wait
+        from concurrent.futures.process import BrokenProcessPool
+
+        queue = list(reversed(tasks))
+        suspects: list[Task] = []
+        running: dict[Any, Task] = {}
+        while queue or running:
+            while queue and len(running) < self.jobs:
+                task = queue.pop()
+                running[self.pool.submit(execute, task, corpora[task.dataset.label])] = task
+            done, _ = wait(running, return_when=FIRST_COMPLETED)
             for future in done:
-                finished(future.result())
-    except KeyboardInterrupt:
-        raise
-    except Exception as exc:  # a worker that died (killed, out of memory)
-        raise LmevalError(f"a bench worker process failed: {one_line(exc)}") from None
+                task = running.pop(future)
+                try:
+                    finished(future.result())
+                except BrokenProcessPool:
+                    suspects.append(task)
+            if suspects:  # a worker died: every run in flight may have been its
+                suspects += running.values()
+                running.clear()
+                self._kill()
+                self._retry_alone(suspects, corpora, finished)
+                suspects = []
+                self.pool = self._start(self.jobs)
+
+    def _retry_alone(
+        self,
+        tasks: list[Task],
+        corpora: dict[str, Corpus],
+        finished: Callable[[dict[str, Any]], None],
+    ) -> None:
+        from concurrent.futures.process import BrokenProcessPool
+
+        for task in tasks:
+            self.pool = self._start(1)
+            try:
+                record = self.pool.submit(execute, task, corpora[task.dataset.label]).result()
+            except BrokenProcessPool:
+                self._kill()
+                record = _failed_record(
+                    task,
+                    corpora[task.dataset.label],
+                    "its worker process died (killed, or out of memory?) twice: "
+                    "try this run alone (bench --jobs 1) to see why",
+                )
+            else:
+                self.pool.shutdown()
+            finished(record)
+
+
+def _failed_record(task: Task, corpus: Corpus, error: str) -> dict[str, Any]:
+    """The record of a run that produced none of its own."""
+    return {
+        "format": FORMAT,
+        "run_id": task.run_id,
+        "suite": task.suite,
+        "dataset": task.dataset.label,
+        "data": task.dataset.to_dict(),
+        "seed": task.seed,
+        "label": task.label,
+        "spec": task.spec.text,
+        "error": error,
+        "checksums": corpus.checksums(),
+        "host": socket.gethostname(),
+        "started": datetime.now(UTC).isoformat(timespec="seconds"),
+        "from_cache": False,
+        "verify_seed": task.verify_seed,
+        "executor": task.executor,
+    }
 
 
 #: Seconds to wait for a Ray cluster's port to answer (Ray itself would retry for minutes).

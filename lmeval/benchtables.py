@@ -11,17 +11,18 @@ and the mean of the bootstrap interval's bounds when the records have one.
 from __future__ import annotations
 
 import csv
+import gzip
 import io
 import json
 import math
 import statistics
 import warnings
+import zlib
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from .errors import LmevalError, UsageError
-from .files import read_text
+from .errors import LmevalError, LmevalWarning, UsageError, one_line
 from .report import fmt_value
 
 FORMAT = "lmeval-bench/1"
@@ -48,62 +49,100 @@ _HEADERS = {
 }
 
 
-class TornLineWarning(UserWarning):
+class TornLineWarning(LmevalWarning):
     """The results file ends in half a line (a writer killed mid-record): skipped."""
 
 
-def read_records(path: Path, max_bytes: int = 2**34) -> list[dict[str, Any]]:
-    """The records of a results file (JSON Lines), in file order.
+#: Keys every bench record has, with the types they must be.
+REQUIRED = {"run_id": str, "suite": str, "dataset": str, "label": str}
 
-    Blank lines are skipped, and so is a last line without its newline that
-    does not parse (a run killed while its record was written), with a
-    :class:`TornLineWarning`; any other line that is not a bench record is a
-    one-line :class:`~lmeval.errors.LmevalError` naming ``file:line``.
+
+def read_records(path: Path) -> list[dict[str, Any]]:
+    """The records of a results file (JSON Lines, or gzipped JSON Lines), in file order.
+
+    Read a line at a time. Blank lines are skipped, and so is a last line without
+    its newline that does not parse (a run killed while its record was written),
+    with a :class:`TornLineWarning`; any other line that is not a bench record
+    (not JSON, not an object of this format, a required key missing or of the
+    wrong type) is a one-line :class:`~lmeval.errors.LmevalError` naming
+    ``file:line``.
     """
     path = Path(path)
     if not path.exists():
         raise UsageError(f"no results file at {path}: give the file bench wrote (-o)")
-    if path.is_file() and path.stat().st_size == 0:
-        return []
-    text = read_text(path, "utf-8", max_bytes)
-    lines = text.split("\n")
-    torn = lines[-1] if lines[-1].strip() else None
+    if path.is_dir():
+        raise UsageError(f"{path} is a folder: give the results file bench wrote (-o)")
     records = []
-    for number, line in enumerate(lines, start=1):
-        if not line.strip():
-            continue
-        try:
-            record = json.loads(line)
-        except ValueError as exc:
-            if line is torn and number == len(lines):
-                warnings.warn(
-                    f"{path}:{number}: a record cut short (a run killed while writing): "
-                    "skipped; running the suite again does that run",
-                    TornLineWarning,
-                    stacklevel=2,
-                )
-                continue
-            raise LmevalError(
-                f"{path}:{number}: not a JSON record ({exc.args[0] if exc.args else exc}): "
-                "give a results file written by lmeval bench"
-            ) from None
-        if not isinstance(record, dict) or record.get("format") != FORMAT:
-            raise LmevalError(
-                f"{path}:{number}: not an lmeval bench record (no format {FORMAT!r}): "
-                "give a results file written by lmeval bench"
-            )
-        records.append(record)
+    try:
+        opened = gzip.open(path, "rb") if path.suffix == ".gz" else open(path, "rb")
+        with opened as handle:
+            for number, raw in enumerate(handle, start=1):
+                record = _parse_line(path, number, raw, last=not raw.endswith(b"\n"))
+                if record is not None:
+                    records.append(record)
+    except (OSError, EOFError, zlib.error) as exc:
+        raise LmevalError(f"cannot read {path}: {one_line(exc)}") from None
     return records
 
 
+def _parse_line(path: Path, number: int, raw: bytes, last: bool) -> dict[str, Any] | None:
+    where = f"{path}:{number}"
+    if not raw.strip():
+        return None
+    try:
+        record = json.loads(raw)
+    except ValueError as exc:
+        if last:
+            warnings.warn(
+                f"{where}: a record cut short (a run killed while writing): skipped; "
+                "running the suite again does that run",
+                TornLineWarning,
+                stacklevel=3,
+            )
+            return None
+        reason = exc.args[0] if exc.args else exc
+        raise LmevalError(
+            f"{where}: not a JSON record ({reason}): give a results file written by lmeval bench"
+        ) from None
+    if not isinstance(record, dict) or record.get("format") != FORMAT:
+        raise LmevalError(
+            f"{where}: not an lmeval bench record (no format {FORMAT!r}): "
+            "give a results file written by lmeval bench"
+        )
+    for key, kind in REQUIRED.items():
+        if not isinstance(record.get(key), kind):
+            raise LmevalError(
+                f"{where}: its {key!r} is {record.get(key)!r}, not a {kind.__name__}: "
+                "the record is damaged; remove that line (the run is done again)"
+            )
+    seed = record.get("seed")
+    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
+        raise LmevalError(
+            f"{where}: its 'seed' is {seed!r}, not a whole number: the record is damaged; "
+            "remove that line (the run is done again)"
+        )
+    return record
+
+
+def slot(record: dict[str, Any]) -> tuple[Any, ...]:
+    """What a record is the result of: its suite, data set, model label and seed.
+    A later record of the same slot supersedes an earlier one (a rerun, a retried
+    failure, or a run of changed data or code, which has another ``run_id``)."""
+    return tuple(json.dumps(record.get(k), sort_keys=True) for k in SLOT_KEYS)
+
+
+#: The keys whose values make a record's :func:`slot`.
+SLOT_KEYS = ("suite", "dataset", "label", "seed")
+
+
 def latest(records: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
-    """The last record of each run (a rerun or a retried failure replaces the earlier
-    one), in the order the runs first appear."""
-    last: dict[str, dict[str, Any]] = {}
+    """The last record of each slot (see :func:`slot`), in the order the slots
+    first appear."""
+    last: dict[tuple[Any, ...], dict[str, Any]] = {}
     for record in records:
-        last[record["run_id"]] = record
-    order = list(dict.fromkeys(r["run_id"] for r in records))
-    return [last[rid] for rid in order]
+        last[slot(record)] = record
+    order = list(dict.fromkeys(slot(r) for r in records))
+    return [last[key] for key in order]
 
 
 _MISSING = object()
@@ -227,12 +266,19 @@ def _summary_row(
     return row
 
 
+def _number(value: Any) -> float | None:
+    """A record's value as a float, or ``None`` when it is not a number (a damaged
+    or hand-edited record: never a crash). Infinite values stay infinite."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    try:
+        return float(value)
+    except OverflowError:  # an integer beyond float's range
+        return None
+
+
 def _statistics(records: list[dict[str, Any]], metric: str) -> dict[str, Any]:
-    values = [
-        float(v)
-        for r in records
-        if isinstance(v := r.get(metric), int | float) and not isinstance(v, bool)
-    ]
+    values = [v for r in records if (v := _number(r.get(metric))) is not None]
     finite = [v for v in values if math.isfinite(v)]
     stats: dict[str, Any] = {"n": len(values), "mean": None, "sd": None, "min": None, "max": None}
     if values:
@@ -240,13 +286,13 @@ def _statistics(records: list[dict[str, Any]], metric: str) -> dict[str, Any]:
         stats["min"], stats["max"] = min(values), max(values)
         if len(finite) >= 2 and len(finite) == len(values):
             stats["sd"] = statistics.stdev(finite)
-    intervals = [
-        r[f"{metric}_ci"]
-        for r in records
-        if isinstance(r.get(f"{metric}_ci"), list)
-        and len(r[f"{metric}_ci"]) == 2
-        and None not in r[f"{metric}_ci"]
-    ]
+    intervals = []
+    for r in records:
+        ci = r.get(f"{metric}_ci")
+        if isinstance(ci, list) and len(ci) == 2:
+            low, high = _number(ci[0]), _number(ci[1])
+            if low is not None and high is not None:
+                intervals.append((low, high))
     if intervals:
         stats["ci_mean"] = [
             statistics.fmean(i[0] for i in intervals),
@@ -342,6 +388,10 @@ def summary_table(
 ) -> str:
     """The summary of ``records`` (as :func:`lmeval.run_suite` returns them, or read
     from a results file) rendered as ``fmt``: what ``lmeval bench`` prints."""
+    for key in group_by:
+        if records and not any(_has(r, key) for r in records):
+            known = ", ".join(sorted({k for r in records for k in r}))
+            raise UsageError(f"--group-by: no record has the key {key!r}; keys: {known}")
     rows = summarise(records, group_by=group_by, metrics=metrics)
     return render(rows, fmt, group_by=group_by, metrics=metrics)
 

@@ -30,6 +30,7 @@ from typing import Any
 
 import numpy as np
 
+from .errors import UsageError
 from .metrics import Scores
 from .records import rank_key
 from .tokenizers import split_lines
@@ -112,6 +113,34 @@ def stream_layout(
         chars = share * len(text)
         nbytes = share * len(text.encode("utf-8", "surrogatepass"))
     return Layout(ends.astype(np.int64), chars, nbytes, "tokens", block_tokens)
+
+
+#: The most bootstrap replicates a comparison draws (memory grows with them).
+MAX_REPLICATES = 100_000
+
+
+def check_bootstrap(replicates: int, confidence: float) -> None:
+    """Refuse (UsageError) replicates and a confidence level that cannot give an
+    answer: a negative count, more than :data:`MAX_REPLICATES`, or so few that no
+    p-value could fall below ``1 - confidence`` (the smallest is ``2 / replicates``)."""
+    if isinstance(replicates, bool) or not isinstance(replicates, int) or replicates < 0:
+        raise UsageError(f"bootstrap={replicates!r}: give the number of replicates (0 = off)")
+    if isinstance(confidence, bool) or not isinstance(confidence, int | float):
+        raise UsageError(f"confidence={confidence!r}: give a level strictly between 0 and 1")
+    if not 0.0 < confidence < 1.0:
+        raise UsageError(f"confidence={confidence!r}: give a level strictly between 0 and 1")
+    if replicates > MAX_REPLICATES:
+        raise UsageError(
+            f"bootstrap={replicates}: at most {MAX_REPLICATES:,} replicates (memory and time "
+            "grow with them; 1,000 give intervals to about 3 %)"
+        )
+    fewest = math.floor(2 / (1 - confidence) + 1e-9) + 1
+    if 0 < replicates < fewest:
+        raise UsageError(
+            f"bootstrap={replicates}: the smallest p-value it can give is 2/{replicates}, so no "
+            f"difference could be significant at confidence {confidence:g}: give at least "
+            f"{fewest} replicates (or 0 for none)"
+        )
 
 
 def block_sums(values: np.ndarray, ends: np.ndarray) -> np.ndarray:

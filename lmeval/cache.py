@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 import re
 import sys
@@ -68,18 +69,34 @@ def _distributions() -> dict[str, list[str]]:
     return metadata.packages_distributions()
 
 
-@cache
-def _code_digest(top: str, file: str | None) -> str | None:
+def _code_digest(file: str | None) -> str | None:
     """SHA-256 of a plugin's source: every ``.py`` file of its top-level package,
-    or its one file. ``None`` when it has no file (defined interactively)."""
+    or its one file. ``None`` when it has no file (defined interactively).
+    Computed again whenever a file's size or modification time changes (a
+    plugin edited and reloaded in a running notebook)."""
     if file is None:
         return None
     path = Path(file)
     files = sorted(path.parent.rglob("*.py")) if path.name == "__init__.py" else [path]
+    try:
+        signature = tuple(
+            (str(item.relative_to(path.parent)), item.stat().st_mtime_ns, item.stat().st_size)
+            for item in files
+        )
+    except OSError:
+        return None
+    return _digest_files(str(path.parent), signature)
+
+
+@cache
+def _digest_files(folder: str, signature: tuple[tuple[str, int, int], ...]) -> str | None:
     digest = hashlib.sha256()
-    for item in files:
-        digest.update(str(item.relative_to(path.parent)).encode() + b"\0")
-        digest.update(item.read_bytes() + b"\0")
+    try:
+        for name, _, _ in signature:
+            digest.update(name.encode() + b"\0")
+            digest.update((Path(folder) / name).read_bytes() + b"\0")
+    except OSError:
+        return None
     return digest.hexdigest()
 
 
@@ -103,8 +120,38 @@ def model_identity(cls: type[LanguageModel]) -> dict[str, Any]:
         "class": f"{cls.__module__}.{cls.__qualname__}",
         "distribution": dist,
         "version": version,
-        "code": _code_digest(top, file),
+        "code": _code_digest(file),
     }
+
+
+def file_digests(cls: type[LanguageModel], params: dict[str, Any]) -> dict[str, str | None]:
+    """SHA-256 of each file a ``Param(path=True)`` parameter names (``None`` for a
+    file that cannot be read): the content, not the name, decides what it holds."""
+    out: dict[str, str | None] = {}
+    for param in cls.params:
+        value = params.get(param.name)
+        if not param.path or not value:
+            continue
+        digest = hashlib.sha256()
+        try:
+            with open(value, "rb") as handle:
+                while chunk := handle.read(2**20):
+                    digest.update(chunk)
+            out[param.name] = digest.hexdigest()
+        except OSError:
+            out[param.name] = None
+    return out
+
+
+def _versions() -> dict[str, str | None]:
+    """The numeric libraries whose versions can change what a fit produces."""
+    found: dict[str, str | None] = {}
+    for dist in ("numpy", "torch"):
+        try:
+            found[dist] = metadata.version(dist)
+        except metadata.PackageNotFoundError:
+            found[dist] = None
+    return found
 
 
 def _canonical(value: Any) -> str:
@@ -121,15 +168,17 @@ def key_material(
         "format": FORMAT,
         "model": model_identity(type(model)),
         "params": model.config,
+        "files": file_digests(type(model), model.config),
         "tokenizer": {
             "name": tokenizer.name,
             "lines": tokenizer.lines,
             "vocab": hashlib.sha256(_canonical(tokenizer.vocab.to_dict()).encode()).hexdigest(),
         },
-        "data": {"train": checksums["train"], "valid": checksums["valid"]},
+        "data": {"train": checksums["train"], "valid": checksums.get("valid")},
         # a model whose fit draws no random numbers is one fit for every seed
         "seed": seed if type(model).seeded else None,
         "lmeval": __version__,
+        "libraries": _versions(),
     }
 
 
@@ -247,42 +296,46 @@ class ModelCache:
         return model_path
 
     def entries(self) -> list[Entry]:
-        """Every entry (complete or not), most recently used first."""
+        """Every entry (complete or not), most recently used first. Only files named
+        as the cache names them (``KK/KEY.lmz``, ``KK/KEY.json``: 32 hex digits, the
+        folder their first two) count: nothing else in the folder is ever touched."""
         if not self.root.is_dir():
             return []
-        found: dict[str, dict[str, Any]] = {}
+        found: dict[str, list[Path]] = {}
         for path in self.root.glob("??/*"):
-            if path.name.startswith(".") or path.suffix not in (".lmz", ".json"):
+            match = _ENTRY.fullmatch(path.name)
+            if match is None or path.parent.name != match.group(1)[:2] or not path.is_file():
                 continue
-            slot = found.setdefault(path.stem, {"files": []})
-            slot["files"].append(path)
+            found.setdefault(match.group(1), []).append(path)
         result = []
-        for key, slot in found.items():
-            files: list[Path] = slot["files"]
-            info_path = next((p for p in files if p.suffix == ".json"), None)
-            info: dict[str, Any] = {}
-            if info_path is not None:
-                try:
-                    loaded = json.loads(info_path.read_text(encoding="utf-8"))
-                    info = loaded if isinstance(loaded, dict) else {}
-                except (OSError, ValueError):
-                    info = {}
+        for key, files in found.items():
+            info = self._info(key)
             stats = [p.stat() for p in files if p.exists()]
             result.append(
                 Entry(
                     key=key,
                     path=next((p for p in files if p.suffix == ".lmz"), files[0]),
                     size=sum(s.st_size for s in stats),
-                    created=info.get("created"),
+                    created=_text(info.get("created")),
                     last_used=max((s.st_mtime for s in stats), default=0.0),
-                    label=info.get("label"),
-                    spec=info.get("spec"),
-                    model=info.get("model"),
-                    fit_seconds=info.get("fit_seconds"),
+                    label=_text(info.get("label")),
+                    spec=_text(info.get("spec")),
+                    model=_text(info.get("model")),
+                    fit_seconds=_number(info.get("fit_seconds")),
                     complete=info.get("key") == key and len(files) == 2,
                 )
             )
         return sorted(result, key=lambda e: -e.last_used)
+
+    def _info(self, key: str) -> dict[str, Any]:
+        """An entry's description ({} when missing, damaged or not the cache's)."""
+        try:
+            loaded = json.loads(self._paths(key)[1].read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return {}
+        if not isinstance(loaded, dict) or loaded.get("format") != FORMAT:
+            return {}
+        return loaded
 
     def clear(self, older_than: float | None = None) -> tuple[int, int]:
         """Remove entries not used for ``older_than`` seconds (all when ``None``) and
@@ -293,27 +346,52 @@ class ModelCache:
             if older_than is not None and now - entry.last_used < older_than:
                 continue
             model_path, info_path = self._paths(entry.key)
+            gone = 0
             for path in (info_path, model_path):  # description first: no reader takes it
                 try:
                     size = path.stat().st_size
                     path.unlink()
-                    freed += size
                 except FileNotFoundError:
-                    pass
-            removed += 1
+                    continue
+                except OSError as exc:
+                    raise LmevalError(
+                        f"cannot remove {path}: {exc.strerror or exc}: check the cache "
+                        "folder's permissions"
+                    ) from None
+                freed += size
+                gone += 1
+            removed += 1 if gone else 0
         for tmp in self.root.glob("??/.*.tmp") if self.root.is_dir() else ():
+            if not _HEX2.fullmatch(tmp.parent.name):
+                continue
             try:
                 if now - tmp.stat().st_mtime > max(older_than or 0, STALE_TEMPORARY_SECONDS):
                     freed += tmp.stat().st_size
                     tmp.unlink()
             except FileNotFoundError:
                 pass
+            except OSError as exc:
+                raise LmevalError(f"cannot remove {tmp}: {exc.strerror or exc}") from None
         for folder in self.root.glob("??") if self.root.is_dir() else ():
-            try:
-                folder.rmdir()  # only when empty
-            except OSError:
-                pass
+            if _HEX2.fullmatch(folder.name):
+                try:
+                    folder.rmdir()  # only when empty
+                except OSError:
+                    pass
         return removed, freed
+
+
+_ENTRY = re.compile(r"([0-9a-f]{32})\.(?:lmz|json)")
+_HEX2 = re.compile(r"[0-9a-f]{2}")
+
+
+def _text(value: Any) -> str | None:
+    return value if isinstance(value, str) else None
+
+
+def _number(value: Any) -> float | None:
+    ok = isinstance(value, int | float) and not isinstance(value, bool)
+    return float(value) if ok and math.isfinite(value) else None
 
 
 _AGE = re.compile(r"^\s*(\d+(?:\.\d*)?)\s*(s|m|min|h|d|w)\s*$", re.IGNORECASE)

@@ -14,6 +14,7 @@ import signal
 import sys
 import threading
 import traceback
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -27,7 +28,7 @@ from .clikit import print_rows as _print_rows
 from .clikit import short as _short
 from .corpus import DEFAULT_SPLIT, parse_split
 from .distributed import is_main_process
-from .errors import LmevalError, UsageError, one_line
+from .errors import LmevalError, LmevalWarning, UsageError, one_line
 from .files import check_writable, parse_size
 from .host import load_host
 from .plugins import using
@@ -70,6 +71,8 @@ class LmevalGroup(click.Group):
         if not args:  # bare `lmeval`: the help, as `lmeval --help` prints it
             args = ["--help"]
         previous_sigterm = _sigterm_interrupts()
+        previous_show = warnings.showwarning
+        warnings.showwarning = _show_warning
         try:
             host = load_host(_scan_plugin_args(args))
             host.register_commands(self)
@@ -93,9 +96,21 @@ class LmevalGroup(click.Group):
                 raise (exc.__cause__ or exc) from None
             _fail("interrupted", 130)
         finally:
+            warnings.showwarning = previous_show
             if previous_sigterm is not None:
                 signal.signal(signal.SIGTERM, previous_sigterm)
         sys.exit(code if isinstance(code, int) else 0)
+
+
+_SHOW_WARNING = warnings.showwarning
+
+
+def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    """lmeval's own warnings as one line, as errors are; any other as Python shows it."""
+    if issubclass(category, LmevalWarning):
+        click.echo(f"lmeval: warning: {' '.join(str(message).split())}", err=True)
+    else:
+        _SHOW_WARNING(message, category, filename, lineno, file, line)
 
 
 def _sigterm_interrupts():
@@ -115,6 +130,14 @@ def _error_line(exc: Exception) -> tuple[str, int]:
         return one_line(exc), exc.exit_code
     # a bug or an unexpected failure: still one line
     return f"{one_line(exc)} (rerun with --debug for the traceback)", 1
+
+
+def _cache_choice(cache: bool | None, cache_dir: str | None) -> bool | str:
+    """``--cache``/``--no-cache`` and ``--cache-dir`` as compare's ``cache=``: a folder
+    alone turns the cache on; ``--no-cache`` turns it off whatever the folder."""
+    if cache is False or (cache is None and not cache_dir):
+        return False
+    return cache_dir or True
 
 
 def _finite(value: float, name: str) -> float:
@@ -336,10 +359,10 @@ def _data_kwargs(kw: dict[str, Any]) -> dict[str, Any]:
 )
 @click.option(
     "--cache/--no-cache",
-    default=False,
-    show_default=True,
+    default=None,
     help="Reuse fitted models from the model cache (same model, parameters, plugin code, "
-    "training text and seed) and store new ones there (lmeval cache list).",
+    "training text and seed) and store new ones there (lmeval cache list). "
+    "[default: no cache, unless --cache-dir is given]",
 )
 @click.option(
     "--cache-dir",
@@ -444,7 +467,7 @@ def compare(
                 keep_tokens=save_tokens is not None,
                 bootstrap=bootstrap,
                 confidence=confidence,
-                cache=cache_dir if cache_dir else cache,
+                cache=_cache_choice(cache, cache_dir),
                 **data,
             )
     except Interrupted as exc:

@@ -10,13 +10,13 @@ from typing import Any
 
 import click
 
-from .bench import EXECUTORS, BenchInterrupted, plan, run_suite
+from .bench import EXECUTORS, BenchInterrupted, default_output, plan, run_suite
 from .benchtables import latest, parse_filter, read_records, select, summary_table
 from .cache import ModelCache, parse_age
 from .clikit import Invocation, fail, listing_format, plugin_option, print_rows, set_progress_for
 from .errors import UsageError
 from .files import atomic_write, check_writable, format_size
-from .suite import load_suite
+from .suite import RECORD_NUMBERS, load_suite
 
 SUMMARY_FORMATS = ("table", "markdown", "csv", "json")
 
@@ -88,6 +88,14 @@ def summary_options(f):
 
 def _summary(records, fmt: str, group_by: str, metrics: tuple[str, ...]) -> str:
     return summary_table(records, fmt, _group_by(group_by), list(metrics) or None)
+
+
+def _check_metrics(metrics: tuple[str, ...], run: Invocation) -> None:
+    """Refuse a --metric that is neither a metric nor a number records carry."""
+    known = [*run.host.metrics, *RECORD_NUMBERS]
+    for name in metrics:
+        if name not in known:
+            raise UsageError(f"--metric {name!r}: not a metric; known: {', '.join(known)}")
 
 
 def _emit(text: str, output: str | None) -> None:
@@ -174,16 +182,19 @@ def run_command(
     """
     _group_by(group_by)
     model_cache: Any = ModelCache(cache_dir) if (cache and cache_dir) else cache
+    suite = load_suite(suite_file, run.host)  # read once: a pipe can be read only once
+    _check_metrics(metrics, run)
+    output = output or default_output(suite)
     if dry_run:
-        _dry_run(run, suite_file, output, rerun, model_cache, executor, jobs)
+        _dry_run(run, suite, output, rerun, model_cache, executor, jobs)
         return
     set_progress_for(quiet)
-    metrics = metrics or tuple(load_suite(suite_file, run.host).metrics)
+    metrics = metrics or tuple(suite.metrics)
     start = time.perf_counter()
     done: list[dict[str, Any]] = []
     try:
         records = run_suite(
-            suite_file,
+            suite,
             output=output,
             rerun=rerun,
             cache=model_cache,
@@ -212,10 +223,10 @@ def run_command(
         sys.exit(1)
 
 
-def _dry_run(run, suite_file, output, rerun, cache, executor, jobs) -> None:
+def _dry_run(run, suite, output, rerun, cache, executor, jobs) -> None:
     suite, planned, _, _ = plan(
-        suite_file,
-        output=output or Path(suite_file).with_name(Path(suite_file).stem + ".results.jsonl"),
+        suite,
+        output=output,
         rerun=rerun,
         cache=cache,
         host=run.host,
@@ -226,7 +237,7 @@ def _dry_run(run, suite_file, output, rerun, cache, executor, jobs) -> None:
         {
             "dataset": p.task.dataset.label,
             "label": p.task.label,
-            "spec": p.task.spec_text.split("=", 1)[1],
+            "spec": p.task.spec.text,
             "seed": p.task.seed,
             "run_id": p.task.run_id,
             "status": p.status,
@@ -269,6 +280,9 @@ def report_command(run: Invocation, results, fmt, group_by, metrics, filters, ou
     """
     if output is not None:
         check_writable(output)
+        if Path(output).resolve() == Path(results).resolve():
+            raise UsageError(f"-o {output} is the results file itself: write the table elsewhere")
+    _check_metrics(metrics, run)
     records = latest(read_records(Path(results)))
     records = select(records, [parse_filter(f) for f in filters])
     if not records:

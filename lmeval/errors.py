@@ -21,7 +21,12 @@ class UsageError(LmevalError):
     exit_code = 2
 
 
-class PluginWarning(UserWarning):
+class LmevalWarning(UserWarning):
+    """Something the user should know that stops nothing; the command line prints it
+    as one line, ``lmeval: warning: ...``."""
+
+
+class PluginWarning(LmevalWarning):
     """A plugin was skipped or is suspect (a name clash, a misspelt hook)."""
 
 

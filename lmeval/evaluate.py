@@ -27,6 +27,7 @@ from .bootstrap import (
     STREAM_BLOCK_TOKENS,
     Layout,
     bootstrap_records,
+    check_bootstrap,
     line_layout,
     method_of,
     stream_layout,
@@ -269,9 +270,10 @@ def evaluate_model(
         if on_stage is not None:
             on_stage(spec.label, name)
 
-    cached = _CacheUse(cache, model, tokenizer, corpus, seed)
+    cached = _CacheUse(None, model, tokenizer, corpus, seed)
     try:
         with using(host):
+            cached = _CacheUse(cache, model, tokenizer, corpus, seed)
             stage("training")
             hit = cached.lookup(host)
             if hit is not None:
@@ -385,6 +387,7 @@ class _CacheUse:
         seed: int,
     ) -> None:
         self.cache = cache
+        self.model = model
         self.reason = uncacheable_reason(model) if cache is not None else None
         self.material = None
         self.key = None
@@ -394,8 +397,13 @@ class _CacheUse:
             self.key = cache_key(self.material)
 
     def lookup(self, host: PluginHost) -> tuple[LanguageModel, float | None] | None:
-        """The cached fitted model and its original fit seconds, or ``None``."""
+        """The cached fitted model and its original fit seconds, or ``None``.
+
+        Under ``torchrun`` a model that trains across the processes is not looked
+        up: rank 0 would load it while the other ranks wait to train with it."""
         if self.cache is None or self.key is None:
+            return None
+        if world_size() > 1 and getattr(self.model, "distributed", False):
             return None
         start = time.perf_counter()
         found = self.cache.load(self.key, host.models)
@@ -415,9 +423,12 @@ class _CacheUse:
         on_error: ErrorHook | None,
     ) -> dict[str, Any]:
         """Store a freshly fitted model (not one that came from the cache); what
-        ``details["cache"]`` says."""
+        ``details["cache"]`` says. A fit cut short by Ctrl-C (``details["interrupted"]``)
+        is never stored: the next run must train it whole."""
         if self.reason is not None:
             return {"hit": False, "key": None, "not_cached": self.reason}
+        if facts.get("interrupted"):
+            return {"hit": False, "key": self.key, "not_cached": "its fit was interrupted"}
         assert self.cache is not None and self.key is not None and self.material is not None
         if self.hit is not None:
             return {"hit": True, "key": self.key, "load_seconds": self.hit["load_seconds"]}
@@ -465,9 +476,6 @@ def _scored_tokens(
             record["details"]["orders_error"] = one_line(exc)
     return ScoredTokens(ids, tokenizer.vocab, orders, tokenizer.lines)
 
-
-#: The most bootstrap replicates a comparison draws (memory grows with them).
-MAX_REPLICATES = 100_000
 
 #: Positions at which a model's ``top1`` is checked against its distributions.
 TOP1_CHECKS = 32
@@ -595,7 +603,7 @@ def host_for(host: PluginHost | None, plugins: Iterable[str]) -> PluginHost:
 
 
 def compare(
-    models: list[str] | None = None,
+    models: list[str | ModelSpec] | None = None,
     *,
     corpus: Corpus | None = None,
     tokenizer: str = "char",
@@ -668,27 +676,13 @@ def compare(
     """
     if verify < 0:
         raise UsageError(f"verify={verify}: give the number of positions to probe (0 = off)")
-    if isinstance(bootstrap, bool) or not isinstance(bootstrap, int) or bootstrap < 0:
-        raise UsageError(f"bootstrap={bootstrap!r}: give the number of replicates (0 = off)")
-    if not 0.0 < confidence < 1.0:
-        raise UsageError(f"confidence={confidence!r}: give a level strictly between 0 and 1")
-    if bootstrap > MAX_REPLICATES:
-        raise UsageError(
-            f"bootstrap={bootstrap}: at most {MAX_REPLICATES:,} replicates (memory and time "
-            "grow with them; 1,000 give intervals to about 3 %)"
-        )
-    fewest = math.floor(2 / (1 - confidence) + 1e-9) + 1
-    if 0 < bootstrap < fewest:
-        raise UsageError(
-            f"bootstrap={bootstrap}: the smallest p-value it can give is 2/{bootstrap}, so no "
-            f"difference could be significant at confidence {confidence:g}: give at least "
-            f"{fewest} replicates (or 0 for none)"
-        )
+    check_bootstrap(bootstrap, confidence)
     if verify_seed is None:
         verify_seed = secrets.randbelow(2**32)
     model_cache = as_cache(cache)
     host = host_for(host, plugins)
-    specs = [parse_spec(s) for s in (models or default_specs(host))]
+    given = models or default_specs(host)
+    specs = [s if isinstance(s, ModelSpec) else parse_spec(s) for s in given]
     validate_specs(specs, host)  # before reading data: a typo in -m fails at once
     save_dir = _output_folder(save_models, "--save-models", specs, ".lmz")
     arpa_dir = _output_folder(save_arpa, "--save-arpa", specs, ".arpa")

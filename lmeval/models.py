@@ -36,7 +36,10 @@ class Param:
     string; ``check`` returns an error message for a bad value, or ``None``.
     ``parse`` (optional) turns the spec text into the value instead of ``type``.
     ``required`` parameters must be given (a file path, say): a spec without
-    one is refused before any model is trained. Floats must be finite.
+    one is refused before any model is trained. ``path``: the value names a
+    file the model reads (an ARPA file, a saved model), so a benchmark suite
+    resolves it relative to the suite file, and the file's content, not only
+    its name, tells runs and cached models apart. Floats must be finite.
     """
 
     name: str
@@ -47,6 +50,7 @@ class Param:
     check: Callable[[Any], str | None] | None = None
     parse: Callable[[str], Any] | None = None
     required: bool = False
+    path: bool = False
 
     def convert(self, raw: Any) -> Any:
         """The typed, checked value of ``raw`` (a string from a spec, or a Python value)."""

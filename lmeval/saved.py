@@ -184,7 +184,9 @@ class Saved(LanguageModel):
 
     name = "saved"
     description = "a model saved with --save-models (FILE.lmz), scored without retraining"
-    params = (Param("path", str, "", "the .lmz file written by --save-models", required=True),)
+    params = (
+        Param("path", str, "", "the .lmz file written by --save-models", required=True, path=True),
+    )
 
     def __init__(self, vocab: Vocabulary, **params: Any) -> None:
         super().__init__(vocab, **params)

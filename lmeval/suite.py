@@ -22,7 +22,8 @@ A suite file (``lmeval bench SUITE.toml``)::
     model = "ngram"                 # or spec = "ngram:smoothing=mkn"
     order = [2, 3, 4, 5]            # a list is a grid: kn-order2 ... kn-order5
 
-File paths are relative to the suite file. Every problem (an unknown key, a bad
+File paths (data files, plugin files, and model parameters that name files,
+``arpa:path`` say) are relative to the suite file. Every problem (an unknown key, a bad
 type, an unknown model or parameter, an empty grid) is one
 :class:`~lmeval.errors.UsageError` naming the file and the key, raised before
 anything runs.
@@ -31,12 +32,14 @@ anything runs.
 from __future__ import annotations
 
 import itertools
+import math
 import re
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .bootstrap import check_bootstrap
 from .corpus import DEFAULT_SPLIT, parse_split
 from .errors import UsageError, one_line
 from .files import DEFAULT_MAX_BYTES, parse_size, read_text
@@ -63,7 +66,7 @@ _SUITE_KEYS = {
 }
 _DATA_SOURCES = ("dataset", "text", "train", "valid", "test")
 _DATA_KEYS = (*_DATA_SOURCES, "split", "tokenizer", "stream", "min_freq", "encoding", "max_bytes")
-_LABEL = re.compile(r"^[A-Za-z0-9_.\-]+$")
+_LABEL = re.compile(r"[A-Za-z0-9_.\-]+")
 
 
 @dataclass(frozen=True)
@@ -200,19 +203,30 @@ def build_suite(
     suite = Suite(
         name=name.strip(),
         datasets=_datasets(where, data.get("datasets"), Path(base), host),
-        models=_models(where, data.get("models"), host),
+        models=_models(where, data.get("models"), host, Path(base)),
         seeds=_seeds(where, data.get("seeds", [0])),
         metrics=_metrics(where, data.get("metrics", []), host),
-        bootstrap=_int(where, "bootstrap", data.get("bootstrap", 1000), 0, 100_000),
+        bootstrap=_int(where, "bootstrap", data.get("bootstrap", 1000), 0, 2**62),
         confidence=_confidence(where, data.get("confidence", 0.95)),
         verify=_int(where, "verify", data.get("verify", DEFAULT_POSITIONS), 0, 10_000),
         plugins=plugins,
         path=path,
     )
+    try:
+        check_bootstrap(suite.bootstrap, suite.confidence)
+    except UsageError as exc:
+        raise where.fail("bootstrap", str(exc)) from None
     count = len(suite.datasets) * len(suite.models) * len(suite.seeds)
     if count > MAX_RUNS:
         raise where.fail(
             "models", f"the suite expands into {count:,} runs, more than {MAX_RUNS:,}: cut a grid"
+        )
+    fixed = [m.label for m in suite.models if "seed" in m.params]
+    if fixed and len(suite.seeds) > 1:
+        raise where.fail(
+            "seeds",
+            f"model {fixed[0]} fixes its seed, so {len(suite.seeds)} seeds would train it "
+            "alike each time: give one seed, or drop seed from the model",
         )
     return suite
 
@@ -223,7 +237,7 @@ def _table(where: _Where, key: str, value: Any, what: str) -> dict[str, Any]:
     if not isinstance(value, dict) or not value:
         raise where.fail(key, f"expected [{key}.LABEL] tables of {what}")
     for label, item in value.items():
-        if not _LABEL.match(label):
+        if not _LABEL.fullmatch(label):
             raise where.fail(
                 f"{key}.{label}", "a label may hold only letters, digits and . _ -: rename it"
             )
@@ -233,8 +247,10 @@ def _table(where: _Where, key: str, value: Any, what: str) -> dict[str, Any]:
 
 
 def _resolve(item: str, base: Path) -> str:
+    """``item`` as an absolute path, a relative one taken from the suite's folder
+    (absolute, so that workers started elsewhere, a Ray node say, find it too)."""
     path = Path(item).expanduser()
-    return str(path if path.is_absolute() else base / path)
+    return str((path if path.is_absolute() else base / path).resolve())
 
 
 def _datasets(where: _Where, value: Any, base: Path, host: PluginHost) -> list[DataConfig]:
@@ -319,7 +335,7 @@ def _raw(value: Any) -> str:
     return str(value)
 
 
-def _models(where: _Where, value: Any, host: PluginHost) -> list[ModelSpec]:
+def _models(where: _Where, value: Any, host: PluginHost, base: Path) -> list[ModelSpec]:
     result: list[ModelSpec] = []
     labels: dict[str, str] = {}
     for label, item in _table(where, "models", value, "models").items():
@@ -329,7 +345,10 @@ def _models(where: _Where, value: Any, host: PluginHost) -> list[ModelSpec]:
                 at, 'give the model by name (model = "ngram") or spec = "ngram:order=5"'
             )
         if "spec" in item:
-            base = parse_spec(_string(where, f"{at}.spec", item["spec"]))
+            try:
+                base = parse_spec(_string(where, f"{at}.spec", item["spec"]))
+            except UsageError as exc:
+                raise where.fail(f"{at}.spec", str(exc)) from None
             name, fixed = base.name, dict(base.params)
         else:
             name, fixed = _string(where, f"{at}.model", item["model"]), {}
@@ -353,12 +372,24 @@ def _models(where: _Where, value: Any, host: PluginHost) -> list[ModelSpec]:
             for v in values:
                 if isinstance(v, dict | list):
                     raise where.fail(f"{at}.{key}", "expected a value or a list of values")
+                if "," in _raw(v):
+                    raise where.fail(
+                        f"{at}.{key}", "a value cannot hold a comma (specs split at commas)"
+                    )
             grid[key] = values
+        combos = math.prod(len(v) for v in grid.values())
+        if len(result) + combos > MAX_RUNS:
+            raise where.fail(
+                at, f"the grid expands into {combos:,} models, more than {MAX_RUNS:,}: cut it"
+            )
         cls = host.models.get(name)
         varying = [k for k, v in grid.items() if len(v) > 1]
         for combo in itertools.product(*grid.values()):
             chosen = dict(zip(grid, combo, strict=True))
             params = {**fixed, **{k: _raw(v) for k, v in chosen.items()}}
+            for param in cls.params:  # files a model reads: from the suite's folder
+                if param.path and params.get(param.name):
+                    params[param.name] = _resolve(params[param.name], base)
             try:
                 resolve_params(cls, params)
             except UsageError as exc:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import secrets
 import shutil
 import signal
 import socket
@@ -261,9 +262,15 @@ def _free_port() -> int:
 
 
 @pytest.fixture
-def ray_cluster(tmp_path):
+def ray_cluster(tmp_path, monkeypatch):
     """A local Ray cluster on 127.0.0.1 with two CPUs, started and stopped by the test."""
     pytest.importorskip("ray", reason="needs the ray extra (pip install 'lmeval[ray]')")
+    # Ray takes 127.0.0.1 for the machine's routable address unless told that this
+    # is a one-machine cluster; the head listens on loopback only
+    monkeypatch.setenv("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
+    # one token for the head, the driver and the workers, whatever ~/.ray holds
+    monkeypatch.setenv("RAY_AUTH_MODE", "token")
+    monkeypatch.setenv("RAY_AUTH_TOKEN", secrets.token_hex(32))
     ray = str(Path(sys.executable).with_name("ray"))
     port = _free_port()
     temp = Path("/tmp") / f"ray-{port}"  # Ray's socket paths must stay short
@@ -301,3 +308,175 @@ def test_a_ray_address_where_nothing_listens_is_one_line_at_once(suite, tmp_path
     out = run_lmeval("bench", suite, "--executor", "ray", "--address", address, cwd=tmp_path)
     out.assert_one_line_error(1, f"cannot reach the Ray cluster at {address}")
     assert not (tmp_path / "s.results.jsonl").exists()
+
+
+# -- what a review of bench found, each held here ------------------------------------
+
+PLUGIN = """
+import os, time
+import numpy as np
+import lmeval
+
+class Probe(lmeval.LanguageModel):
+    '''A uniform model whose fit does what the environment says: sleep, report a
+    fit cut short by Ctrl-C, or kill its own process.'''
+    name = "probe"
+    params = (lmeval.Param("n", int, 0, "a number, to make several runs"),)
+    def fit(self, train_ids, valid_ids=None):
+        self.cut = os.environ.get("PROBE_INTERRUPT") == str(self.config["n"])
+        if os.environ.get("PROBE_KILL") == str(self.config["n"]):
+            os.kill(os.getpid(), 9)
+        time.sleep(float(os.environ.get("PROBE_SLEEP", "0")))
+    def score(self, ids):
+        return np.full(len(ids), -np.log(len(self.vocab)))
+    def next_token_logprobs(self, context_ids):
+        return np.full(len(self.vocab), -np.log(len(self.vocab)))
+    def details(self):
+        return {"interrupted": self.cut}
+    def save(self, path):
+        import json
+        path.write_text(json.dumps(self.vocab.to_dict()))
+    @classmethod
+    def load(cls, path):
+        import json
+        model = cls(lmeval.Vocabulary.from_dict(json.loads(path.read_text())))
+        model.cut = False
+        return model
+
+@lmeval.hookimpl
+def register_models(register):
+    register(Probe)
+"""
+
+
+@pytest.fixture
+def probe_suite(tmp_path, monkeypatch):
+    """A suite of 4 runs of the probe model (n = 0..3), its own cache folder."""
+    monkeypatch.setenv("LMEVAL_CACHE_DIR", str(tmp_path / "cache"))
+    (tmp_path / "probe.py").write_text(PLUGIN)
+    path = tmp_path / "p.toml"
+    path.write_text(
+        'plugins = ["probe.py"]\nbootstrap = 0\n[datasets.d]\ndataset = "pydoc-topics"\n'
+        '[models.p]\nmodel = "probe"\nn = [0, 1, 2, 3]\n'
+    )
+    return path
+
+
+def test_a_fit_cut_short_by_ctrl_c_is_an_interruption_never_a_result(probe_suite, tmp_path):
+    """A model that stops its fit on Ctrl-C (the RNN keeps its best epoch) would give
+    a half-trained row: bench takes it as the interruption it is, records nothing for
+    that run, and the cache never keeps it, so the next invocation trains it whole."""
+    stopped = run_lmeval("bench", probe_suite, env={"PROBE_INTERRUPT": "2"}, cwd=tmp_path)
+    assert stopped.code == 130, stopped.stderr
+    records = read_records(tmp_path / "p.results.jsonl")
+    assert [r["label"] for r in records] == ["p-n0", "p-n1"]
+    cached = json.loads(run_lmeval("cache", "list", "--format", "json").stdout)
+    assert sorted(e["spec"] for e in cached) == ["probe:n=0", "probe:n=1"]  # not n=2
+    finished = run_lmeval("bench", probe_suite, cwd=tmp_path)
+    assert finished.code == 0 and "2 run(s) done" in finished.stderr
+
+
+def test_jobs_stop_at_once_on_sigterm_and_keep_what_was_recorded(probe_suite, tmp_path):
+    env = {**os.environ, "PROBE_SLEEP": "30", "LMEVAL_CACHE_DIR": str(tmp_path / "cache")}
+    command = [sys.executable, "-m", "lmeval", "bench", str(probe_suite), "-j", "2", "-q"]
+    child = subprocess.Popen(command, env=env, cwd=tmp_path, stderr=subprocess.PIPE)
+    time.sleep(3)  # the workers are asleep in their first fits
+    began = time.monotonic()
+    child.send_signal(signal.SIGTERM)
+    _, err = child.communicate(timeout=60)
+    assert child.returncode == 130, err
+    assert time.monotonic() - began < 10  # not the 30 s the workers would still sleep
+    assert b"interrupted" in err
+    assert not (tmp_path / "p.results.jsonl").exists()  # no run finished: nothing written
+
+
+def test_a_worker_that_dies_fails_its_run_alone(probe_suite, tmp_path):
+    out = run_lmeval("bench", probe_suite, "-j", "2", env={"PROBE_KILL": "1"}, cwd=tmp_path)
+    assert out.code == 1
+    records = {r["label"]: r for r in read_records(tmp_path / "p.results.jsonl")}
+    assert sorted(records) == ["p-n0", "p-n1", "p-n2", "p-n3"]
+    assert "worker process died" in records["p-n1"]["error"]
+    assert all(records[k].get("error") is None for k in ("p-n0", "p-n2", "p-n3"))
+
+
+def test_bench_refuses_to_run_under_torchrun(suite, monkeypatch):
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv("RANK", "1")
+    with pytest.raises(lmeval.UsageError, match="torchrun"):
+        lmeval.run_suite(suite, host=lmeval.load_host())
+
+
+def test_data_without_a_validation_split_and_an_infinite_perplexity(tmp_path, monkeypatch):
+    """A split with no validation text, and an MLE row whose perplexity is infinite
+    (test words never seen): both recorded, the infinity as null as compare's JSON has it."""
+    monkeypatch.setenv("LMEVAL_CACHE_DIR", str(tmp_path / "cache"))
+    (tmp_path / "t.txt").write_text("one two three\n" * 40 + "four five six\n" * 5)
+    suite = tmp_path / "s.toml"
+    suite.write_text(
+        'bootstrap = 0\n[datasets.d]\ntext = "t.txt"\nsplit = [0.9, 0.0, 0.1]\n'
+        'tokenizer = "word"\n[models.mle]\nspec = "ngram:smoothing=mle,order=2"\n'
+        '[models.kn]\nmodel = "ngram"\n'
+    )
+    records = lmeval.run_suite(suite, host=lmeval.load_host())
+    assert [r.get("error") for r in records] == [None, None]
+    assert records[0]["perplexity"] is None and records[1]["perplexity"] > 1
+    assert read_records(tmp_path / "s.results.jsonl") == records
+
+
+def test_a_whole_last_record_without_its_newline_is_kept(suite, tmp_path):
+    host = lmeval.load_host()
+    first = lmeval.run_suite(suite, host=host)
+    results = tmp_path / "s.results.jsonl"
+    results.write_bytes(results.read_bytes().rstrip(b"\n"))  # whole, only the newline lost
+    suite.write_text(suite.read_text() + '[models.wb]\nspec = "ngram:smoothing=witten-bell"\n')
+    again = lmeval.run_suite(suite, host=host)
+    kept = read_records(results)
+    assert kept[: len(first)] == first and len(kept) == len(again) == len(first) + 4
+
+
+@pytest.mark.parametrize("name", ["r.jsonl.gz", "fifo"])
+def test_results_that_cannot_be_appended_to_are_refused_before_running(suite, tmp_path, name):
+    target = tmp_path / name
+    if name == "fifo":
+        os.mkfifo(target)
+    out = run_lmeval("bench", suite, "-o", target, cwd=tmp_path, timeout=30)
+    out.assert_one_line_error(2, str(target))
+
+
+def test_cache_clear_touches_nothing_but_cache_entries(tmp_path):
+    folder = tmp_path / "notacache"
+    (folder / "js").mkdir(parents=True)
+    (folder / "js" / "jsconfig.json").write_text("{}")
+    (folder / "tt").mkdir()
+    out = run_lmeval("cache", "clear", "--cache-dir", folder)
+    assert out.code == 0 and "removed 0 cached model(s)" in out.stdout
+    assert (folder / "js" / "jsconfig.json").exists() and (folder / "tt").is_dir()
+
+
+def test_a_changed_model_file_is_a_new_run_and_paths_start_at_the_suite(tmp_path, monkeypatch):
+    """An arpa model reads a file: editing the file makes another run (its content,
+    not its name, is in the run id), and its path is taken from the suite's folder
+    whatever the working directory."""
+    monkeypatch.setenv("LMEVAL_CACHE_DIR", str(tmp_path / "cache"))
+    (tmp_path / "s").mkdir()
+    text = tmp_path / "s" / "t.txt"
+    text.write_text("".join(f"line {i} of {i % 7}\n" for i in range(200)))
+    corpus = lmeval.load_corpus(text=text)
+    for order in (1, 3):
+        model, _ = lmeval.train(f"ngram:order={order}", corpus=corpus)
+        model.save(tmp_path / "s" / f"o{order}.arpa")
+    (tmp_path / "s" / "m.arpa").write_bytes((tmp_path / "s" / "o3.arpa").read_bytes())
+    suite = tmp_path / "s" / "a.toml"
+    suite.write_text(
+        'bootstrap = 0\n[datasets.d]\ntext = "t.txt"\n[models.a]\nmodel = "arpa"\npath = "m.arpa"\n'
+    )
+    first = run_lmeval("bench", suite, "--format", "json", cwd=tmp_path)  # not the suite's folder
+    assert first.code == 0, first.stderr
+    (tmp_path / "s" / "m.arpa").write_bytes((tmp_path / "s" / "o1.arpa").read_bytes())
+    second = run_lmeval("bench", suite, "--format", "json", cwd=tmp_path)
+    assert "1 run(s) done" in second.stderr
+    bpc = [json.loads(x.stdout)[0]["bits_per_char"]["mean"] for x in (first, second)]
+    assert bpc[1] > bpc[0]  # the unigram file, not the old trigram's record
+    report = run_lmeval("bench", "report", tmp_path / "s" / "a.results.jsonl", "--format", "json")
+    [row] = json.loads(report.stdout)
+    assert row["runs"] == 1 and row["bits_per_char"]["mean"] == bpc[1]  # the old one superseded

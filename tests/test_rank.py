@@ -98,14 +98,16 @@ def test_torchrun_trains_one_rnn_in_two_processes_as_one_process_does(tmp_path, 
     text = numbered_text(300)
     spec = "rnn:hidden=32,budget=20000tok,batch=8,steps=16,device=cpu,threads=1"
     out = tmp_path / "ddp.json"
-    done = subprocess.run(
-        [str(torchrun), "--nproc-per-node", "2", "--standalone", "-m", "lmeval", "compare",
-         "-m", spec, "--text", str(text), "--format", "json", "-o", str(out),
-         "--bootstrap", "0", "-q"],
-        capture_output=True, text=True, timeout=300, cwd=tmp_path,
-    )  # fmt: skip
-    assert done.returncode == 0, done.stderr[-2000:]
+    command = [
+        str(torchrun), "--nproc-per-node", "2", "--standalone", "-m", "lmeval", "compare",
+        "-m", spec, "--text", str(text), "--format", "json", "-o", str(out), "--bootstrap", "0",
+        "-q", "--cache-dir", str(tmp_path / "cache"),
+    ]  # fmt: skip
+    for _ in range(2):  # the second time its fit is in the cache: every rank trains anyway
+        done = subprocess.run(command, capture_output=True, text=True, timeout=300, cwd=tmp_path)
+        assert done.returncode == 0, done.stderr[-2000:]
     [row] = json.loads(out.read_text())["results"]
+    assert row["details"]["cache"]["hit"] is False
     [alone] = lmeval.compare([spec], text=text, bootstrap=0).results
     assert row.get("error") is None and row["verified"] is True
     assert row["details"]["ranks"] == 2 and "ranks" not in alone["details"]

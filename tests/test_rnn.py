@@ -305,10 +305,26 @@ def test_a_signal_stops_at_end_of_batch_and_keeps_best(data, monkeypatch, signum
         model = fitted(data, epochs=50, patience=0)
         assert signal.getsignal(signal.SIGINT) is signal.getsignal(signal.SIGTERM) is caller
     assert model.details()["stop_reason"] == "interrupted"
+    assert model.details()["interrupted"] is True  # scored, never cached
     assert 1 <= len(model.history) < 50
     best = model.details()["best_epoch"]  # the state kept is the best validated one
     assert model.history[best - 1]["valid_ppl"] == min(r["valid_ppl"] for r in model.history)
     assert np.all(np.isfinite(model.score(ids[:50])))
+
+
+def test_an_ignored_signal_stays_ignored_and_training_goes_on(data, monkeypatch):
+    """A process told to ignore Ctrl-C (a bench worker, whose parent decides) trains
+    to its end: the fit is not cut short, and says so (``interrupted`` is false)."""
+    bar = FakeBar(interrupt_at=3, signum=signal.SIGINT)
+    monkeypatch.setattr(lmeval, "progress", bar)
+    before = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        model = fitted(data, epochs=2, patience=0)
+        assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN
+    finally:
+        signal.signal(signal.SIGINT, before)
+    assert model.details()["stop_reason"] == "epochs"
+    assert model.details()["interrupted"] is False and len(model.history) == 2
 
 
 @pytest.mark.parametrize(

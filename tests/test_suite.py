@@ -90,6 +90,32 @@ BAD = {
         "twice",
     ),
     "not toml": ("[models.x\n", "not valid toml", "line"),
+    "a comma in a value": (
+        DATA + '[models.x]\nmodel = "arpa"\npath = "a,b.arpa"\n',
+        "models.x.path",
+        "comma",
+    ),
+    "a label ending in a newline": (
+        DATA + '[models."x\\n"]\nmodel = "uniform"\n',
+        "models.x",
+        "label",
+    ),
+    "too few replicates": ("bootstrap = 5\n" + DATA + MODEL, "bootstrap", "at least"),
+    "a malformed spec": (DATA + '[models.x]\nspec = "ngram:order"\n', "models.x.spec", "key=value"),
+    "a fixed seed and several seeds": (
+        "seeds = [0, 1]\n" + DATA + '[models.x]\nspec = "rnn:seed=3"\n',
+        "seeds",
+        "fixes its seed",
+    ),
+    "a grid of millions": (
+        DATA
+        + '[models.x]\nmodel = "ngram"\norder = [2, 3, 4, 5, 6, 7, 8, 9, 10, 11]\n'
+        + "k = ["
+        + ", ".join(str(1 + i / 1e5) for i in range(10_001))
+        + "]\n",
+        "models.x",
+        "cut it",
+    ),
 }
 
 

@@ -350,6 +350,7 @@ class Arpa(_BackoffModel):
             "",
             "the ARPA file (.arpa or .arpa.gz)",
             required=True,
+            path=True,
         ),
         _SENTENCES,
     )

@@ -439,6 +439,8 @@ class RNN(lmeval.LanguageModel):
             "device": str(device),
             "threads": used_threads if device.type == "cpu" else None,
             "stop_reason": outcome.stop_reason,
+            # Ctrl-C or SIGTERM cut the training short: lmeval scores it, never caches it
+            "interrupted": outcome.stop_reason == "interrupted",
             "best_epoch": outcome.best_epoch,
             "tokens_trained": outcome.tokens,
             "train_seconds": round(outcome.seconds, 3),

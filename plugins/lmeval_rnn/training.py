@@ -157,14 +157,19 @@ def signals_stop(flag: dict[str, str]) -> Iterator[None]:
 
     Installed only in the main thread (signal handlers live there), over whatever
     handlers were there (the CLI's own included), which are restored afterwards. A
-    signal whose handler was not set from Python is left alone: it could not be
-    put back.
+    signal whose handler was not set from Python is left alone (it could not be
+    put back), and so is one that is ignored.
     """
     if threading.current_thread() is not threading.main_thread():
         yield
         return
     previous = {sig: signal.getsignal(sig) for sig in STOP_SIGNALS}
-    previous = {sig: handler for sig, handler in previous.items() if handler is not None}
+    # a signal ignored on purpose (a bench worker, nohup) stays ignored
+    previous = {
+        sig: handler
+        for sig, handler in previous.items()
+        if handler is not None and handler is not signal.SIG_IGN
+    }
 
     def restore() -> None:
         for sig, handler in previous.items():

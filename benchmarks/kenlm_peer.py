@@ -1,0 +1,152 @@
+"""KenLM and lmeval side by side as whole processes: wall time, peak memory, perplexity.
+
+Shared by ``ngram_vs_peers.py`` and ``ngram_scaling.py``. Both sides get the
+same training and test lines; every process is timed from start to exit and its
+peak resident memory read from the OS (``wait4``'s ``ru_maxrss``), so neither
+side is measured by a yardstick the other escapes. Perplexities are the live
+ones each side prints (KenLM's ``query`` summary, lmeval's JSON), including
+out-of-vocabulary tokens.
+
+KenLM reads words separated by whitespace, so its input spells every token as
+``lmeval_ngram``'s ARPA writer does (a space as ``▁``, any other whitespace
+character or NUL as ``<U+XXXX>``): at character level each character is one
+word, at word level the words of ``line.split()`` joined by single spaces.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import lmeval
+from lmeval_ngram.arpa import spell
+
+#: Seconds one process may take before the benchmark gives up on it.
+TIMEOUT = 3600
+
+
+@dataclass
+class Measured:
+    """One process: wall seconds, peak resident bytes, what it printed."""
+
+    seconds: float
+    peak_bytes: int
+    stdout: str
+
+
+def run(command: list[str], stdin: Path | None = None, stdout: Path | None = None) -> Measured:
+    """Run ``command`` to its end; its wall time and peak RSS. A failure raises with
+    the end of its stderr; past ``TIMEOUT`` it is killed."""
+    with tempfile.TemporaryFile() as err, tempfile.TemporaryFile() as out:
+        source = open(stdin, "rb") if stdin else subprocess.DEVNULL
+        sink = open(stdout, "wb") if stdout else out
+        try:
+            start = time.perf_counter()
+            child = subprocess.Popen(command, stdin=source, stdout=sink, stderr=err)
+            deadline = start + TIMEOUT
+            while True:
+                pid, status, usage = os.wait4(child.pid, os.WNOHANG)
+                if pid:
+                    break
+                if time.perf_counter() > deadline:
+                    child.kill()
+                    raise SystemExit(f"{command[0]} ran past {TIMEOUT} s: killed")
+                time.sleep(0.002)
+            seconds = time.perf_counter() - start
+            child.returncode = os.waitstatus_to_exitcode(status)
+        finally:
+            if stdin:
+                source.close()
+            if stdout:
+                sink.close()
+        if child.returncode != 0:
+            err.seek(0)
+            tail = err.read().decode("utf-8", "replace")[-3000:]
+            raise SystemExit(f"{' '.join(map(str, command))} failed ({child.returncode}):\n{tail}")
+        out.seek(0)
+        peak = usage.ru_maxrss * (1 if sys.platform == "darwin" else 1024)
+        return Measured(seconds, peak, out.read().decode("utf-8", "replace"))
+
+
+def kenlm_text(lines: list[str], level: str) -> str:
+    """The lines as KenLM reads them: tokens spelled as ARPA words, one space apart."""
+    if level == "char":
+        return "".join(" ".join(spell(c, None) for c in line) + "\n" for line in lines)
+    return "".join(" ".join(spell(w, None) for w in line.split()) + "\n" for line in lines)
+
+
+def plain_text(lines: list[str]) -> str:
+    return "".join(line + "\n" for line in lines)
+
+
+def lmeval_lines(path: Path) -> list[str]:
+    """The lines of a file as lmeval reads them (``lmeval.read_text``: a ``\\r\\n``
+    becomes ``\\n``, a lone ``\\r`` stays a character; only ``\\n`` ends a line)."""
+    text = lmeval.read_text(path, max_bytes=2**40)
+    return text[:-1].split("\n") if text.endswith("\n") else text.split("\n")
+
+
+_PPL = re.compile(r"Perplexity including OOVs:\s*(\S+)")
+
+
+def kenlm(bin_dir: Path, order: int, train: Path, test: Path, folder: Path) -> dict:
+    """``lmplz -o ORDER -S 1G --discount_fallback``, ``build_binary``, ``query``:
+    seconds and peak memory of each, and the test perplexity including OOVs.
+    ``train``/``test`` are KenLM's spelling of the texts (:func:`kenlm_text`)."""
+    arpa, binary = folder / "kenlm.arpa", folder / "kenlm.bin"
+    lmplz = run(
+        [str(bin_dir / "lmplz"), "-o", str(order), "-S", "1G", "--discount_fallback"],
+        stdin=train,
+        stdout=arpa,
+    )
+    build = run([str(bin_dir / "build_binary"), str(arpa), str(binary)])
+    query = run([str(bin_dir / "query"), "-v", "summary", str(binary)], stdin=test)
+    found = _PPL.search(query.stdout)
+    if found is None:
+        raise SystemExit(f"no perplexity in KenLM query's output:\n{query.stdout[-2000:]}")
+    arpa.unlink()
+    binary.unlink()
+    return {
+        "lmplz_s": lmplz.seconds,
+        "build_s": build.seconds,
+        "query_s": query.seconds,
+        "wall_s": lmplz.seconds + build.seconds + query.seconds,
+        "peak_bytes": max(lmplz.peak_bytes, build.peak_bytes, query.peak_bytes),
+        "lmplz_peak_bytes": lmplz.peak_bytes,
+        "ppl": float(found.group(1)),
+    }
+
+
+def lmeval_compare(
+    order: int, train: Path, test: Path, level: str, folder: Path, extra: str = ""
+) -> dict:
+    """``lmeval compare -m ngram:order=ORDER`` on the plain files as a whole process
+    (no bootstrap; the row verified as always): wall seconds, peak memory, fit and
+    score seconds, the time outside both, and the perplexity."""
+    out = folder / "lmeval.json"
+    spec = f"ngram:order={order}" + (f",{extra}" if extra else "")
+    measured = run(
+        [sys.executable, "-m", "lmeval", "compare", "-m", spec, "--train", str(train),
+         "--test", str(test), "--tokenizer", level, "--format", "json", "--bootstrap", "0",
+         "-q", "-o", str(out)],
+    )  # fmt: skip
+    [row] = json.loads(out.read_text())["results"]
+    out.unlink()
+    if row.get("error"):
+        raise SystemExit(f"lmeval failed: {row['error']}")
+    inside = row["fit_seconds"] + row["score_seconds"]
+    return {
+        "wall_s": measured.seconds,
+        "fit_s": row["fit_seconds"],
+        "score_s": row["score_seconds"],
+        "outside_s": measured.seconds - inside,
+        "peak_bytes": measured.peak_bytes,
+        "ppl": row["perplexity"],
+    }
