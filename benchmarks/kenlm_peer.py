@@ -7,10 +7,10 @@ side is measured by a yardstick the other escapes. Perplexities are the live
 ones each side prints (KenLM's ``query`` summary, lmeval's JSON), including
 out-of-vocabulary tokens.
 
-KenLM reads words separated by whitespace, so its input spells every token as
-``lmeval_ngram``'s ARPA writer does (a space as ``▁``, any other whitespace
-character or NUL as ``<U+XXXX>``): at character level each character is one
-word, at word level the words of ``line.split()`` joined by single spaces.
+KenLM reads words separated by whitespace and gives ``<s>``, ``</s>`` and
+``<unk>`` meanings of their own, so its input spells every token so that no two
+tokens meet (:func:`kenlm_word`): at character level each character is one
+word, at word level the words of ``line.split()``, one space apart.
 """
 
 from __future__ import annotations
@@ -26,7 +26,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import lmeval
-from lmeval_ngram.arpa import spell
 
 #: Seconds one process may take before the benchmark gives up on it.
 TIMEOUT = 3600
@@ -75,11 +74,26 @@ def run(command: list[str], stdin: Path | None = None, stdout: Path | None = Non
         return Measured(seconds, peak, out.read().decode("utf-8", "replace"))
 
 
+_ESCAPED = re.compile(r"[\s\x00<\u2581]")
+
+
+def kenlm_word(token: str) -> str:
+    """A KenLM word for ``token``, one to one: a token holding whitespace, NUL,
+    ``<`` or ``▁`` has each of those written ``<U+XXXX>``. Since ``<`` is escaped
+    too, no token's spelling can be another's (or ``<s>``, ``</s>``, ``<unk>``);
+    spelling only the space, as the ARPA files of the references do, would make a
+    literal ``▁`` in the text the same word as the space (Python's own sources hold
+    some), and KenLM another model."""
+    if not _ESCAPED.search(token):
+        return token
+    return _ESCAPED.sub(lambda m: f"<U+{ord(m.group()):04X}>", token)
+
+
 def kenlm_text(lines: list[str], level: str) -> str:
-    """The lines as KenLM reads them: tokens spelled as ARPA words, one space apart."""
+    """The lines as KenLM reads them: tokens spelled by :func:`kenlm_word`, one space apart."""
     if level == "char":
-        return "".join(" ".join(spell(c, None) for c in line) + "\n" for line in lines)
-    return "".join(" ".join(spell(w, None) for w in line.split()) + "\n" for line in lines)
+        return "".join(" ".join(kenlm_word(c) for c in line) + "\n" for line in lines)
+    return "".join(" ".join(kenlm_word(w) for w in line.split()) + "\n" for line in lines)
 
 
 def plain_text(lines: list[str]) -> str:

@@ -47,7 +47,7 @@ from .distributed import is_main_process, local_rank, rank, world_size
 from .errors import LmevalError, LmevalWarning, PluginWarning, UsageError
 from .evaluate import Comparison, Interrupted, build_model, compare, evaluate_model, train
 from .export import save_tokens
-from .files import atomic_write, read_text
+from .files import atomic_write, format_size, parse_size, read_text
 from .hookspecs import hookimpl
 from .host import load_host
 from .metrics import Metric, Scores, TextStats, perplexity
@@ -124,6 +124,8 @@ __all__ = [
     "progress",
     "progress_enabled",
     "read_text",
+    "parse_size",
+    "format_size",
     "save_tokens",
     "sample_id",
     "set_progress",

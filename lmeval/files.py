@@ -322,8 +322,10 @@ def read_text(
         )
     # Line ends are normalised and a byte-order mark dropped: checksums and byte
     # counts describe the text as lmeval reads it, not the raw file.
-    text = text.removeprefix("\ufeff").replace("\r\n", "\n")
-    if not text.strip():
+    text = text.removeprefix("\ufeff")
+    if "\r\n" in text:  # no copy of a text that has none
+        text = text.replace("\r\n", "\n")
+    if not text or text.isspace():
         raise LmevalError(f"{p} is empty: give a file with some text")
     return text
 

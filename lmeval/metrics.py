@@ -22,8 +22,6 @@ from typing import ClassVar
 
 import numpy as np
 
-from .tokenizers import split_lines
-
 
 @dataclass(frozen=True)
 class TextStats:
@@ -39,17 +37,15 @@ class TextStats:
 
     @classmethod
     def of(cls, text: str, ids: np.ndarray, unk_id: int, lines_mode: bool = True) -> TextStats:
-        lines = split_lines(text)
-        if lines_mode:
-            chars = sum(len(line) + 1 for line in lines)
-            nbytes = sum(len(line.encode("utf-8")) + 1 for line in lines)
-        else:
-            chars, nbytes = len(text), len(text.encode("utf-8"))
+        chars, nbytes = len(text), len(text.encode("utf-8"))
+        n_lines = text.count("\n")
+        if lines_mode and text and not text.endswith("\n"):  # the last line is ended too
+            chars, nbytes, n_lines = chars + 1, nbytes + 1, n_lines + 1
         return cls(
             tokens=int(len(ids)),
             chars=chars,
             bytes=nbytes,
-            lines=len(lines) if lines_mode else 1,
+            lines=n_lines if lines_mode else 1,
             oovs=int(np.count_nonzero(ids == unk_id)),
             words=len(text.split()),
         )

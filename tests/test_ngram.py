@@ -371,3 +371,50 @@ def test_a_long_context_costs_only_its_last_tokens(chars, sentences):
         model.next_token_logprobs(huge), model.next_token_logprobs(np.array([t, t]))
     )
     assert len(model.generate(huge, 3)) == 3
+
+
+# -- counting at scale: compiled windows, spilled runs, and the numpy paths agree -------------
+
+
+def _fit_scores(text: str, monkeypatch, numba: str, **params):
+    monkeypatch.setenv("LMEVAL_NUMBA", numba)
+    tok = lmeval.CharTokenizer()
+    vocab = tok.fit(text)
+    model = NGram(vocab, **params)
+    model.fit(tok.encode(text))
+    return model, model.score(tok.encode(text[-5000:]))
+
+
+@pytest.mark.parametrize("order", [1, 2, 5, 8])
+def test_the_compiled_counting_and_the_numpy_one_give_the_same_model(order, monkeypatch):
+    """With numba (lmeval[fast]) the windows of every position are counted by a compiled
+    loop; without it (LMEVAL_NUMBA=0) by numpy: the same counts, to the last bit."""
+    pytest.importorskip("numba", reason="needs the fast extra (pip install 'lmeval[fast]')")
+    rng = np.random.default_rng(order)
+    lines = ["".join(rng.choice(list("abcde \t"), size=rng.integers(0, 40))) for _ in range(400)]
+    text = "\n".join(lines) + "\n"
+    compiled, a = _fit_scores(text, monkeypatch, "1", order=order)
+    plain, b = _fit_scores(text, monkeypatch, "0", order=order)
+    assert compiled.details()["counting"].get("method", "windows") == "windows" or order == 1
+    assert plain.details()["counting"].get("method") in (None, "mixed", "ranked")
+    np.testing.assert_array_equal(a, b)
+    for n in range(compiled.tables.order):
+        np.testing.assert_array_equal(compiled.tables.keys[n], plain.tables.keys[n])
+
+
+def test_counting_past_its_memory_writes_sorted_runs_and_merges_them_exactly(tmp_path, monkeypatch):
+    """A corpus that needs several tables under memory=4M: the counts go to sorted runs
+    in tmpdir, merged at the end as KenLM's lmplz -S does; the model equals the one
+    counted in memory, and nothing is left in the folder."""
+    pytest.importorskip("numba", reason="needs the fast extra (pip install 'lmeval[fast]')")
+    rng = np.random.default_rng(0)
+    letters = list("abcdefghijklmnopqrstuvwxyz ")
+    lines = ["".join(rng.choice(letters, size=rng.integers(1, 80))) for _ in range(30_000)]
+    text = "\n".join(lines) + "\n"
+    assert len(text) > 1_000_000  # a million windows, about as many distinct ones
+    spilled, a = _fit_scores(text, monkeypatch, "1", order=6, memory="4M", tmpdir=str(tmp_path))
+    whole, b = _fit_scores(text, monkeypatch, "1", order=6)
+    assert spilled.details()["counting"]["runs_written"] >= 3
+    assert whole.details()["counting"]["runs_written"] == 0
+    np.testing.assert_array_equal(a, b)
+    assert list(tmp_path.iterdir()) == []

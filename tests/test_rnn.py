@@ -584,7 +584,7 @@ def test_validation_past_the_deadline_returns_the_mean_so_far(trained, data):
     _, _, ids = data
     cols = len(ids) // 2
     rows = [trained.score(ids[:cols]), trained.score(ids[cols : 2 * cols])]
-    valid = torch.as_tensor(ids)
+    valid = torch.as_tensor(ids, dtype=torch.int64)  # as fit hands it to training
     full, complete = mean_nll(trained._net, valid, trained.start_id, rows=2, chunk=50)
     assert complete and full == pytest.approx(-np.concatenate(rows).mean(), abs=1e-5)
     first, complete = mean_nll(

@@ -1,3 +1,4 @@
+import numpy as np
 import pytest
 
 from lmeval import CharTokenizer, UsageError, Vocabulary, WordTokenizer
@@ -93,6 +94,30 @@ def test_char_fast_path_equals_the_generic_one(text, lines):
     expected = Tokenizer.encode(fast, text)
     assert fast.encode(text).tolist() == expected.tolist()
     assert fast.encode(text).dtype == expected.dtype
+
+
+@pytest.mark.parametrize("lines", [True, False])
+@pytest.mark.parametrize("min_freq", [1, 2])
+@pytest.mark.parametrize(
+    "text",
+    ["a b\nb a a\n", "a </s> b\n\nc d", "x", "</s>\n</s> </s>\n", "a\tb\x0bc\x1cd\u2028e\n f",
+     "  \n \n  a", "héllo wörld ☃\nx y x"],
+)  # fmt: skip
+def test_word_fast_path_equals_the_generic_one(text, lines, min_freq):
+    """WordTokenizer's chunked str.split path gives what the per-line rule gives: the
+    same vocabulary (frequency, then code point) and ids, for the fitted text (ids
+    numbered while fitting) and for another one, literal </s> and odd whitespace
+    included."""
+    from lmeval.tokenizers import Tokenizer
+
+    fast = WordTokenizer(lines=lines, min_freq=min_freq)
+    generic = WordTokenizer(lines=lines, min_freq=min_freq)
+    fast_vocab = fast.fit(text)
+    assert fast_vocab == Tokenizer.fit(generic, text)
+    assert fast.encode(text).tolist() == Tokenizer.encode(generic, text).tolist()
+    other = text + " zz a\nq </s>"
+    assert fast.encode(other).tolist() == Tokenizer.encode(generic, other).tolist()
+    assert fast.encode(other).dtype == np.int32
 
 
 class LowerChars(CharTokenizer):

@@ -95,8 +95,37 @@ class DenseIndex:
         return self.slots[np.where((query >= 0) & (query < outside), query, outside)]
 
 
-def index_for(keys: np.ndarray, key_range: int) -> HashIndex | DenseIndex:
-    """A dense index when the key range is at most 16 slots per key (or tiny), else a hash."""
+class CompiledIndex:
+    """The hash index of large tables, built and probed by compiled loops (numba,
+    see :mod:`.kernels`): several times faster than the vectorised probing of
+    :class:`HashIndex`, whose every probe round is a pass over the queries."""
+
+    def __init__(self, keys: np.ndarray) -> None:
+        from . import kernels
+
+        self.keys = np.ascontiguousarray(keys, dtype=np.int64)
+        self.bits = max(4, int(2 * len(self.keys)).bit_length())  # at most half full
+        self._compiled = kernels.compiled()
+        self.slots = self._compiled.place_keys(self.keys, self.bits)
+
+    def find(self, query: np.ndarray) -> np.ndarray:
+        """Position in ``keys`` of every query key, -1 where absent."""
+        query = np.ascontiguousarray(query, dtype=np.int64)
+        return self._compiled.find_keys(self.keys, self.slots, self.bits, query)
+
+
+def index_for(keys: np.ndarray, key_range: int) -> HashIndex | DenseIndex | CompiledIndex:
+    """A dense index when the key range is at most 16 slots per key (or tiny), else a
+    hash: compiled for a large table where numba is there, else vectorised."""
     if key_range <= max(16 * len(keys), 1 << 16):
         return DenseIndex(keys, key_range)
+    from . import kernels
+
+    if kernels.wanted(len(keys) * COMPILED_PER_KEY):
+        return CompiledIndex(keys)
     return HashIndex(keys)
+
+
+#: How many tokens of counting one key of an index weighs, in deciding to compile
+#: (a table of 100,000 n-grams is probed by every token scored).
+COMPILED_PER_KEY = 10

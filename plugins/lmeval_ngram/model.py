@@ -11,7 +11,7 @@ import numpy as np
 import lmeval
 
 from .arpa import BOS_WORD, EOS_WORD, UNK_WORD, read_arpa, spell, write_arpa
-from .counting import count_ngrams, pad
+from .counting import count_ngrams, first_positions, pad
 from .smoothing import SMOOTHINGS, estimate
 from .tables import Tables
 
@@ -22,6 +22,12 @@ _SENTENCES = lmeval.Param(
     "every line is a sentence: context restarts at <s> after each end-of-line token "
     "(KenLM, SRILM); false: one stream with a single <s> at its start",
 )
+
+
+def _size(text: str) -> str:
+    """A size as given (``2G``), once :func:`lmeval.parse_size` has checked it."""
+    lmeval.parse_size(text)
+    return text.strip()
 
 
 def _last(ids: np.ndarray, keep: int) -> np.ndarray:
@@ -54,7 +60,10 @@ class _BackoffModel(lmeval.LanguageModel):
         return self.tables
 
     def _internal(self, ids: np.ndarray) -> np.ndarray:
-        ids = np.asarray(ids, dtype=np.int64)
+        """The internal ids of ``ids`` (checked; no copy of integer ids, int32 or int64)."""
+        ids = np.asarray(ids)
+        if ids.dtype.kind not in "iu":
+            ids = ids.astype(np.int64)
         if len(ids) and (ids.min() < 0 or ids.max() >= len(self.vocab)):
             raise lmeval.UsageError(f"token ids must lie in 0..{len(self.vocab) - 1}")
         return ids if self._to_internal is None else self._to_internal[ids]
@@ -280,6 +289,20 @@ class NGram(_BackoffModel):
             check=lambda v: None if 0 < v <= 1 else "must be in (0, 1]",
         ),
         lmeval.Param(
+            "memory",
+            str,
+            "2G",
+            "memory for counting (2G, 512M): past it, sorted counts are written to tmpdir and "
+            "merged, as KenLM's lmplz -S does (with numba: pip install 'lmeval[fast]')",
+            parse=_size,
+        ),
+        lmeval.Param(
+            "tmpdir",
+            str,
+            "",
+            "folder for the counts written past memory (default: the system's temporary folder)",
+        ),
+        lmeval.Param(
             "discounts",
             str,
             "kenlm",
@@ -299,8 +322,17 @@ class NGram(_BackoffModel):
         bos = size  # <s> is no vocabulary id: it is context only
         eos = self.vocab.eos_id if self._sentences else None
         train_ids = self._internal(train_ids)
+        counting: dict[str, Any] = {}
         with lmeval.progress(f"count {self.config['order']}-grams", total=2) as bar:
-            orders = count_ngrams(train_ids, eos, size + 1, self.config["order"])
+            orders = count_ngrams(
+                train_ids,
+                eos,
+                size + 1,
+                self.config["order"],
+                memory=lmeval.parse_size(self.config["memory"]),
+                tmpdir=self.config["tmpdir"] or None,
+                report=counting,
+            )
             bar.update(advance=1)
             kenlm = self.config["discounts"] == "kenlm"
             self.tables, facts = estimate(
@@ -314,16 +346,17 @@ class NGram(_BackoffModel):
                 first_seen=self._kenlm_ids(train_ids, bos, eos) if kenlm else None,
             )
             bar.update(advance=1)
-        self._facts = {"smoothing": self.config["smoothing"], **facts}
+        self._facts = {"smoothing": self.config["smoothing"], **facts, "counting": counting}
 
     def _kenlm_ids(self, train_ids: np.ndarray, bos: int, eos: int | None) -> np.ndarray:
         """The id KenLM's ``lmplz`` gives every internal id: ``<unk>`` 0, ``<s>`` 1,
         ``</s>`` 2, then the tokens by their first appearance in the training text."""
         radix = bos + 1
-        tokens, first = np.unique(train_ids, return_index=True)
+        first = first_positions(train_ids, radix)
+        tokens = np.flatnonzero(first < len(train_ids))
         special = [self.vocab.unk_id, bos] + ([eos] if eos is not None else [])
-        ordinary = ~np.isin(tokens, special)
-        by_appearance = tokens[ordinary][np.argsort(first[ordinary], kind="stable")]
+        ordinary = tokens[~np.isin(tokens, special)]
+        by_appearance = ordinary[np.argsort(first[ordinary], kind="stable")]
         ids = np.full(radix, radix + 3, dtype=np.int64)  # never seen: never the largest
         ids[special] = np.arange(len(special))
         ids[by_appearance] = 3 + np.arange(len(by_appearance))

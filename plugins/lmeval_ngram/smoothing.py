@@ -122,7 +122,7 @@ def kenlm_quirk(
 
 
 #: N-grams per slice when turning counts into probabilities (bounds the temporaries).
-SLICE = 1 << 15
+SLICE = 1 << 20
 
 
 def _contexts(orders: list[OrderCounts], n: int, radix: int, part: slice) -> np.ndarray:
@@ -132,9 +132,14 @@ def _contexts(orders: list[OrderCounts], n: int, radix: int, part: slice) -> np.
     return orders[n - 1].keys[part] // radix
 
 
-def _sum_by(ctx: np.ndarray, weights: np.ndarray, n_ctx: int) -> np.ndarray:
-    """Sum of ``weights`` per context, float64 (bincount gives int64 when empty)."""
-    return np.bincount(ctx, weights=weights, minlength=n_ctx).astype(np.float64, copy=False)
+def _add_by(ctx: np.ndarray, weights: np.ndarray, total: np.ndarray) -> None:
+    """Add ``weights`` to ``total`` per context, ``ctx`` being sorted (the n-grams of
+    an order are): a sum per run of equal contexts, so that a slice costs its own
+    size, never the number of contexts."""
+    if not len(ctx):
+        return
+    starts = np.flatnonzero(np.concatenate(([True], ctx[1:] != ctx[:-1])))
+    total[ctx[starts]] += np.add.reduceat(np.asarray(weights, dtype=np.float64), starts)
 
 
 def interpolate(
@@ -166,12 +171,11 @@ def interpolate(
         for part in parts:
             c = counts[part]
             ctx = _contexts(orders, n, radix, part)
-            z += _sum_by(ctx, c, n_ctx)
-            g += _sum_by(ctx, amounts[np.minimum(c, 3)], n_ctx)
+            _add_by(ctx, c, z)
+            _add_by(ctx, amounts[np.minimum(c, 3)], g)
             if extra_mass:
-                seen = _sum_by(ctx, c > 0, n_ctx)
-                z += seen
-                g += seen
+                _add_by(ctx, c > 0, z)
+                _add_by(ctx, c > 0, g)
         is_ctx = z > 0
         gamma = np.divide(g, z, out=np.ones_like(z), where=is_ctx)
         np.copyto(z, 1.0, where=~is_ctx)
@@ -213,7 +217,8 @@ def unsmoothed(
         c = orders[n - 1].counts.astype(np.float64)
         ctx = _contexts(orders, n, radix, slice(None))
         n_ctx = 1 if n == 1 else len(orders[n - 2].keys)
-        z = _sum_by(ctx, c, n_ctx)
+        z = np.zeros(n_ctx)
+        _add_by(ctx, c, z)
         is_ctx = z > 0
         den = z + k * vocab_size
         if n == 1 and not is_ctx[0] and k == 0:

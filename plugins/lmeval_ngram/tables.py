@@ -63,25 +63,26 @@ class Tables:
         query += tok
         return index.find(query)
 
-    def _padded(self, name: str, n: int) -> np.ndarray:
-        """``logp`` or ``logbo`` of order n with one more entry at the end, which
-        rank -1 (absent) reads: 0 for a backoff (no weight), NaN for "no context"."""
-        key = (name, n)
-        if key not in self._cache:
-            values = (self.logp if name == "logp" else self.logbo)[n - 1]
-            fill = 0.0 if self.backoff or name == "logp" else np.nan
-            self._cache[key] = np.append(values, fill)
-        return self._cache[key]
+    def _at(self, name: str, n: int, rank: np.ndarray) -> np.ndarray:
+        """``logp`` or ``logbo`` of order n at every ``rank``; rank -1 (absent) reads 0
+        for a backoff (no weight) and NaN for "no context". A gather the size of the
+        query: no copy of the table."""
+        values = (self.logp if name == "logp" else self.logbo)[n - 1]
+        out = values[np.maximum(rank, 0)] if len(values) else np.zeros(len(rank))
+        fill = 0.0 if self.backoff or name == "logp" else np.nan
+        out[rank < 0] = fill
+        return out
 
     def _step(self, n: int, lp: np.ndarray, ctx: np.ndarray, tok: np.ndarray) -> np.ndarray:
         """Move ``lp`` (in place) from order n-1 to order n; returns the n-gram ranks."""
         idx = self.lookup(n, ctx, tok)
-        bo = self._padded("logbo", n - 1)[ctx]
+        bo = self._at("logbo", n - 1, ctx)
         if self.backoff:
             lp += bo
         else:
             np.copyto(lp, bo, where=~np.isnan(bo))
-        np.copyto(lp, self._padded("logp", n)[idx], where=idx >= 0)
+        found = idx >= 0
+        lp[found] = self.logp[n - 1][idx[found]]
         return idx
 
     def score_padded(self, seq: np.ndarray, starts: np.ndarray) -> np.ndarray:

@@ -365,8 +365,11 @@ class RNN(lmeval.LanguageModel):
         return nullcontext
 
     def _checked(self, ids: np.ndarray, what: str) -> np.ndarray:
-        """``ids`` as a 1-D int64 array (no copy when they are one), all in the vocabulary."""
-        arr = np.asarray(ids, dtype=np.int64).reshape(-1)
+        """``ids`` as a 1-D integer array (no copy when they are one: scoring converts
+        a chunk at a time), all in the vocabulary."""
+        arr = np.asarray(ids).reshape(-1)
+        if arr.dtype.kind not in "iu":
+            arr = arr.astype(np.int64)
         if len(arr) and (arr.min() < 0 or arr.max() >= len(self.vocab)):
             raise lmeval.LmevalError(
                 f"{what} contains ids outside the vocabulary of {len(self.vocab)} tokens"
@@ -377,9 +380,7 @@ class RNN(lmeval.LanguageModel):
         """The ids as a tensor on the device (training reads them there)."""
         import torch
 
-        arr = self._checked(ids, what)
-        if not arr.flags.writeable:  # torch shares memory and wants it writable: copy
-            arr = arr.copy()
+        arr = self._checked(ids, what).astype(np.int64)  # a copy, which torch may write
         return torch.as_tensor(arr, device=self._device)
 
     def _require_net(self):

@@ -1,0 +1,232 @@
+"""The compiled loops of :mod:`.kernels` (imports numba: import this module lazily).
+
+Kept at module level so that numba caches them on disk: functions defined
+inside a function are compiled again in every process.
+"""
+
+from __future__ import annotations
+
+import numba
+import numpy as np
+
+
+@numba.njit(cache=True, nogil=True)
+def _hash(window):
+    h = np.uint64(0xCBF29CE484222325)
+    for t in window:
+        h = (h ^ np.uint64(t)) * np.uint64(0x100000001B3)
+    h ^= h >> np.uint64(33)
+    h *= np.uint64(0xFF51AFD7ED558CCD)
+    h ^= h >> np.uint64(33)
+    return h
+
+
+@numba.njit(cache=True, nogil=True)
+def _regrow(table, order, empty):
+    """The table twice as large, every window moved to its slot there."""
+    size = 2 * table.shape[0]
+    new = np.empty((size, table.shape[1]), dtype=table.dtype)
+    new[:, 0] = empty
+    mask = np.uint64(size - 1)
+    for r in range(table.shape[0]):
+        if table[r, 0] != empty:
+            s = _hash(table[r, :order]) & mask
+            while new[s, 0] != empty:
+                s = (s + np.uint64(1)) & mask
+            new[s] = table[r]
+    return new
+
+
+@numba.njit(cache=True, nogil=True)
+def _taken(table, order, empty, digit_bits):
+    """The windows in use and their counts (the count's digits put together)."""
+    keep = table[:, 0] != empty
+    rows = table[keep, :order].copy()
+    counts = np.zeros(len(rows), dtype=np.int64)
+    for k in range(table.shape[1] - order):
+        counts += table[keep, order + k].astype(np.int64) << (digit_bits * k)
+    return rows, counts
+
+
+@numba.njit(cache=True, nogil=True)
+def count_windows(ids, eos, bos, end, order, probe, low, high, start, virtual, limit, digit_bits):
+    """The distinct windows of ``order`` tokens of the padded sequence (``ids``
+    with ``bos`` before every sentence: at the start and after each ``eos``),
+    starting at every position but an end-of-line one, whose first token is in
+    ``[low, high)`` (two calls on disjoint ranges can run in two threads); and
+    how often each occurs.
+
+    A window is cut after the first ``eos`` it holds (its sentence ends there)
+    and at the end of ``ids``; what is cut is filled with ``end``. Counting
+    begins at position ``start`` (``virtual``: with the ``<s>`` before it) and
+    stops where the table would grow past ``limit`` slots; returns ``(rows,
+    counts, stop, virtual)``, where the next call resumes.
+
+    The table holds the windows themselves (open addressing, linear probing, at
+    most half full): a row is a window's tokens, then its count in digits of
+    ``digit_bits`` bits (the columns past ``order`` of ``probe``'s width), so
+    that finding a window and counting it touch one place in memory. An empty
+    row starts with ``end + 1``. It is one loop, in one place, so that numba
+    keeps it tight: the same loop with the probing in a helper ran 2x slower.
+    """
+    n = len(ids)
+    empty = end + 1
+    size = min(1 << 16, limit)
+    width = probe.shape[1]
+    table = np.empty((size, width), dtype=probe.dtype)
+    table[:, 0] = empty
+    mask = np.uint64(size - 1)
+    used = 0
+    window = np.empty(order, dtype=probe.dtype)
+    full = False
+    i = start
+    # virtual: the <s> before the sentence that starts at i, not yet counted
+    while i < n:
+        if virtual:
+            if bos < low or bos >= high:
+                virtual = False
+                continue
+            window[0] = bos
+            at = i
+        else:
+            head = ids[i]
+            if head == eos:  # no window starts at an end; a sentence starts after it
+                i += 1
+                virtual = True
+                continue
+            if head < low or head >= high:
+                i += 1
+                continue
+            window[0] = head
+            at = i + 1
+        live = True
+        for j in range(1, order):
+            if live and at < n:
+                t = ids[at]
+                window[j] = t
+                live = t != eos
+                at += 1
+            else:
+                window[j] = end
+        s = _hash(window) & mask
+        while True:
+            if table[s, 0] == empty:
+                for j in range(order):
+                    table[s, j] = window[j]
+                table[s, order] = 1
+                for k in range(order + 1, width):
+                    table[s, k] = 0
+                used += 1
+                if 2 * used >= size:
+                    if 2 * size > limit:  # full: the caller writes it out, then resumes
+                        full = True
+                    else:
+                        table = _regrow(table, order, empty)
+                        size *= 2
+                        mask = np.uint64(size - 1)
+                break
+            same = True
+            for j in range(order):
+                if table[s, j] != window[j]:
+                    same = False
+                    break
+            if same:  # one more: add with carry over the count's digits
+                for k in range(order, width):
+                    table[s, k] += 1
+                    if table[s, k] != 0:
+                        break
+                break
+            s = (s + np.uint64(1)) & mask
+        if virtual:
+            virtual = False
+        else:
+            i += 1
+        if full:
+            break
+    rows, counts = _taken(table, order, empty, digit_bits)
+    return rows, counts, i, virtual
+
+
+@numba.njit(cache=True, nogil=True)
+def _before(a, i, b, j):
+    """Whether row ``a[i]`` sorts before row ``b[j]`` (-1), equals it (0), or after (1)."""
+    for c in range(a.shape[1]):
+        if a[i, c] != b[j, c]:
+            return -1 if a[i, c] < b[j, c] else 1
+    return 0
+
+
+@numba.njit(cache=True, nogil=True)
+def merge_runs(runs_rows, runs_counts, out_rows, out_counts):
+    """Merge sorted runs of rows (each row at most once per run) into ``out_*``,
+    adding the counts of a row found in several; returns the rows written."""
+    k = len(runs_rows)
+    heads = np.zeros(k, dtype=np.int64)
+    used = 0
+    while True:
+        best = -1
+        for r in range(k):
+            rows = runs_rows[r]
+            if heads[r] < len(rows):
+                if best == -1:
+                    best = r
+                elif _before(rows, heads[r], runs_rows[best], heads[best]) < 0:
+                    best = r
+        if best == -1:
+            return used
+        out_rows[used] = runs_rows[best][heads[best]]
+        total = np.int64(0)
+        for r in range(k):
+            rows = runs_rows[r]
+            if heads[r] < len(rows) and _before(rows, heads[r], out_rows, used) == 0:
+                total += runs_counts[r][heads[r]]
+                heads[r] += 1
+        out_counts[used] = total
+        used += 1
+
+
+def typed_list(arrays):
+    """``arrays`` as the list type compiled code takes."""
+    out = numba.typed.List()
+    for array in arrays:
+        out.append(array)
+    return out
+
+
+@numba.njit(cache=True, nogil=True)
+def place_keys(keys, bits):
+    """Slots (``2**bits``, linear probing) holding the position of every key of
+    ``keys`` (distinct int64), at the slot Fibonacci hashing gives it."""
+    size = 1 << bits
+    slots = np.full(size, -1, dtype=np.int32)
+    mask = size - 1
+    shift = np.uint64(64 - bits)
+    for r in range(len(keys)):
+        s = np.int64((np.uint64(keys[r]) * np.uint64(0x9E3779B97F4A7C15)) >> shift)
+        while slots[s] != -1:
+            s = (s + 1) & mask
+        slots[s] = r
+    return slots
+
+
+@numba.njit(cache=True, nogil=True)
+def find_keys(keys, slots, bits, query):
+    """The position in ``keys`` of every query (-1 where absent), through the slots
+    :func:`place_keys` made."""
+    out = np.empty(len(query), dtype=np.int64)
+    mask = (1 << bits) - 1
+    shift = np.uint64(64 - bits)
+    for q in range(len(query)):
+        key = query[q]
+        s = np.int64((np.uint64(key) * np.uint64(0x9E3779B97F4A7C15)) >> shift)
+        found = -1
+        while True:
+            r = slots[s]
+            if r == -1:
+                break
+            if keys[r] == key:
+                found = r
+                break
+            s = (s + 1) & mask
+        out[q] = found
+    return out

@@ -1,0 +1,45 @@
+"""Compiled loops for counting n-grams at scale, when numba is installed.
+
+Counting the n-grams of a 50 MB text means touching 50 million positions a
+few times each. Vectorised numpy needs several full passes per order (keys,
+sorts, gathers), and at that size each pass costs about a second; a compiled
+loop that reads each position's window once and counts it in a hash table, as
+KenLM's ``lmplz`` does, costs a few seconds in all. numba (an optional extra,
+``lmeval[fast]``) compiles these loops; without it :mod:`.counting` uses its
+numpy paths, which give the same counts (a test holds the two together).
+
+Compiled once per input type and cached beside this file (or in numba's user
+cache folder when that is read-only), so a later process starts at once.
+"""
+
+from __future__ import annotations
+
+import os
+from functools import cache
+from types import ModuleType
+
+#: Tokens from which counting is compiled (below, numpy is quicker than starting
+#: numba, about 0.4 s per process even with its compiled code cached).
+FROM_TOKENS = 1_000_000
+
+
+def wanted(tokens: int) -> bool:
+    """Whether to count ``tokens`` tokens with the compiled loops: numba importable
+    (imported only now, so ``lmeval --help`` does not pay for it) and the text
+    large enough, unless ``LMEVAL_NUMBA`` says otherwise: ``0`` never (to compare,
+    or to get around a numba that misbehaves), ``1`` whatever the size."""
+    setting = os.environ.get("LMEVAL_NUMBA", "auto")
+    if setting == "0" or (setting != "1" and tokens < FROM_TOKENS):
+        return False
+    return compiled() is not None
+
+
+@cache
+def compiled() -> ModuleType | None:
+    """The module of compiled functions (``count_windows``, ``merge_runs``,
+    ``typed_list``), or ``None`` without numba."""
+    try:
+        from . import _compiled
+    except ImportError:
+        return None
+    return _compiled
