@@ -151,7 +151,12 @@ def load_model(
             "install or --plugin the plugin that has it"
         )
     cls = models.get(meta["model"])
-    with tempfile.TemporaryDirectory() as tmp, _open_archive(path) as archive:
+    # a model may keep its file mapped past the cleanup (the n-gram does: Linux and macOS
+    # unlink it and keep the pages; Windows cannot remove it, and leaves it)
+    with (
+        tempfile.TemporaryDirectory(ignore_cleanup_errors=True) as tmp,
+        _open_archive(path) as archive,
+    ):
         info = _member(archive, path, "model", None)
         free = shutil.disk_usage(tmp).free
         if info.file_size > free:

@@ -418,3 +418,25 @@ def test_counting_past_its_memory_writes_sorted_runs_and_merges_them_exactly(tmp
     assert whole.details()["counting"]["runs_written"] == 0
     np.testing.assert_array_equal(a, b)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_saved_model_is_mapped_from_its_file_not_read(tmp_path):
+    """Saved n-gram arrays are stored uncompressed and mapped when loaded (a model of
+    gigabytes loads at once); the scores are those of the model that was saved, also
+    through the .lmz archive compare --save-models writes."""
+    rng = np.random.default_rng(0)
+    text = "\n".join(
+        "".join(rng.choice(list("abcdefghijklmnopqrstuvwxyz "), 60)) for _ in range(5000)
+    )
+    (tmp_path / "t.txt").write_text(text + "\n")
+    result = lmeval.compare(
+        ["kn=ngram:order=5"], text=tmp_path / "t.txt", save_models=tmp_path, bootstrap=0
+    )
+    model, _ = lmeval.load_model(tmp_path / "kn.lmz", lmeval.load_host().models)
+    mapped = [k for k in model.tables.keys if isinstance(k, np.memmap)]
+    assert len(mapped) >= 3  # every table large enough to be worth a mapping
+    tok = lmeval.CharTokenizer()
+    tok.vocab = model.vocab
+    test = lmeval.load_corpus(text=tmp_path / "t.txt").test
+    logprobs = model.score(tok.encode(test))
+    np.testing.assert_array_equal(logprobs, result.scores["kn"].logprobs)

@@ -186,11 +186,12 @@ def count_ngrams(
     report = {} if report is None else report
     if order == 1:
         return out
-    if packing == "windows" or (packing == "auto" and kernels.wanted(len(ids))):
+    mixed = order * math.log2(radix) < 62
+    if packing == "windows" or (packing == "auto" and kernels.wanted(len(ids), mixed)):
         report["method"] = "windows"
         return _count_windows(ids, eos_id, bos, radix, order, out, memory, tmpdir, report)
     seq = pad(ids, eos_id, bos, token_dtype(radix))[0]
-    if packing == "ranked" or (packing == "auto" and order * math.log2(radix) >= 62):
+    if packing == "ranked" or (packing == "auto" and not mixed):
         report["method"] = "ranked"
         return _count_ranked(seq, bos, radix, order, out)
     report["method"] = "mixed"

@@ -121,11 +121,6 @@ def index_for(keys: np.ndarray, key_range: int) -> HashIndex | DenseIndex | Comp
         return DenseIndex(keys, key_range)
     from . import kernels
 
-    if kernels.wanted(len(keys) * COMPILED_PER_KEY):
+    if kernels.loaded() or kernels.wanted(len(keys), mixed=True):
         return CompiledIndex(keys)
     return HashIndex(keys)
-
-
-#: How many tokens of counting one key of an index weighs, in deciding to compile
-#: (a table of 100,000 n-grams is probed by every token scored).
-COMPILED_PER_KEY = 10

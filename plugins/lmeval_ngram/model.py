@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +14,7 @@ import lmeval
 from .arpa import BOS_WORD, EOS_WORD, UNK_WORD, read_arpa, spell, write_arpa
 from .counting import count_ngrams, first_positions, pad
 from .smoothing import SMOOTHINGS, estimate
+from .storage import load_arrays, save_arrays
 from .tables import Tables
 
 _SENTENCES = lmeval.Param(
@@ -198,7 +200,7 @@ class _BackoffModel(lmeval.LanguageModel):
         if self._to_internal is not None:
             arrays["to_internal"] = self._to_internal
         with lmeval.atomic_write(path, "wb") as handle:
-            np.savez_compressed(handle, **arrays)
+            save_arrays(handle, arrays)  # stored, not compressed: loading maps it
 
     @classmethod
     def load(cls, path: Path) -> _BackoffModel:
@@ -207,11 +209,11 @@ class _BackoffModel(lmeval.LanguageModel):
                 f"{path} is an ARPA file: score it with the model arpa:path=FILE"
             )
         try:
-            with np.load(path, allow_pickle=False) as data:
-                meta = json.loads(str(data["meta"]))
-                tables = Tables.from_arrays(data)
-                to_internal = data["to_internal"] if "to_internal" in data.files else None
-        except (OSError, KeyError, ValueError) as exc:
+            data = load_arrays(path)
+            meta = json.loads(str(data["meta"]))
+            tables = Tables.from_arrays(data)
+            to_internal = data.get("to_internal")
+        except (OSError, KeyError, ValueError, zipfile.BadZipFile) as exc:
             raise lmeval.LmevalError(f"cannot load {path}: {exc}") from None
         if meta.get("model") != cls.name:
             raise lmeval.LmevalError(

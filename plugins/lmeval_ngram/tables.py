@@ -153,7 +153,8 @@ class Tables:
 
     @classmethod
     def from_arrays(cls, data) -> Tables:
-        order = sum(1 for name in data.files if name.startswith("keys_"))
+        """From what :meth:`to_arrays` gave (a mapping of names to arrays)."""
+        order = sum(1 for name in data if name.startswith("keys_"))
         return cls(
             radix=int(data["radix"]),
             bos=int(data["bos"]),
