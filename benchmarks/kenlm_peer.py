@@ -2,8 +2,9 @@
 
 Shared by ``ngram_vs_peers.py`` and ``ngram_scaling.py``. Both sides get the
 same training and test lines; every process is timed from start to exit and its
-peak resident memory read from the OS (``wait4``'s ``ru_maxrss``), so neither
-side is measured by a yardstick the other escapes. Perplexities are the live
+peak resident memory read from the OS (``wait4``'s ``ru_maxrss``, through a small
+launcher so that this process's own size does not count), so neither side is
+measured by a yardstick the other escapes. Perplexities are the live
 ones each side prints (KenLM's ``query`` summary, lmeval's JSON), including
 out-of-vocabulary tokens.
 
@@ -18,10 +19,10 @@ from __future__ import annotations
 import json
 import os
 import re
+import signal
 import subprocess
 import sys
 import tempfile
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -40,26 +41,50 @@ class Measured:
     stdout: str
 
 
+#: Runs a command as its grandchild and writes its wall seconds and peak RSS. Linux
+#: folds the memory of the process that calls exec into the new program's peak, so a
+#: command started straight from this (large) benchmark process would report this
+#: process's size; started from a fresh small interpreter, it reports its own.
+_LAUNCHER = """
+import json, os, sys, time
+out, command = sys.argv[1], sys.argv[2:]
+start = time.perf_counter()
+pid = os.fork()
+if pid == 0:
+    try:
+        os.execvp(command[0], command)
+    finally:
+        os._exit(127)
+_, status, usage = os.wait4(pid, 0)
+seconds = time.perf_counter() - start
+peak = usage.ru_maxrss * (1 if sys.platform == "darwin" else 1024)
+code = os.waitstatus_to_exitcode(status)
+with open(out, "w") as handle:
+    json.dump({"seconds": seconds, "peak": peak, "code": code}, handle)
+sys.exit(0 if code == 0 else 1)
+"""
+
+
 def run(command: list[str], stdin: Path | None = None, stdout: Path | None = None) -> Measured:
-    """Run ``command`` to its end; its wall time and peak RSS. A failure raises with
-    the end of its stderr; past ``TIMEOUT`` it is killed."""
-    with tempfile.TemporaryFile() as err, tempfile.TemporaryFile() as out:
+    """Run ``command`` to its end; its wall time and peak RSS (see ``_LAUNCHER``). A
+    failure raises with the end of its stderr; past ``TIMEOUT`` it is killed."""
+    with (
+        tempfile.TemporaryFile() as err,
+        tempfile.TemporaryFile() as out,
+        tempfile.NamedTemporaryFile(suffix=".json") as report,
+    ):
         source = open(stdin, "rb") if stdin else subprocess.DEVNULL
         sink = open(stdout, "wb") if stdout else out
+        launcher = [sys.executable, "-c", _LAUNCHER, report.name, *map(str, command)]
         try:
-            start = time.perf_counter()
-            child = subprocess.Popen(command, stdin=source, stdout=sink, stderr=err)
-            deadline = start + TIMEOUT
-            while True:
-                pid, status, usage = os.wait4(child.pid, os.WNOHANG)
-                if pid:
-                    break
-                if time.perf_counter() > deadline:
-                    child.kill()
-                    raise SystemExit(f"{command[0]} ran past {TIMEOUT} s: killed")
-                time.sleep(0.002)
-            seconds = time.perf_counter() - start
-            child.returncode = os.waitstatus_to_exitcode(status)
+            child = subprocess.Popen(
+                launcher, stdin=source, stdout=sink, stderr=err, start_new_session=True
+            )
+            try:
+                child.wait(timeout=TIMEOUT)
+            except subprocess.TimeoutExpired:
+                os.killpg(child.pid, signal.SIGKILL)
+                raise SystemExit(f"{command[0]} ran past {TIMEOUT} s: killed") from None
         finally:
             if stdin:
                 source.close()
@@ -68,10 +93,12 @@ def run(command: list[str], stdin: Path | None = None, stdout: Path | None = Non
         if child.returncode != 0:
             err.seek(0)
             tail = err.read().decode("utf-8", "replace")[-3000:]
-            raise SystemExit(f"{' '.join(map(str, command))} failed ({child.returncode}):\n{tail}")
+            raise SystemExit(f"{' '.join(map(str, command))} failed:\n{tail}")
+        measured = json.loads(Path(report.name).read_text())
         out.seek(0)
-        peak = usage.ru_maxrss * (1 if sys.platform == "darwin" else 1024)
-        return Measured(seconds, peak, out.read().decode("utf-8", "replace"))
+        return Measured(
+            measured["seconds"], measured["peak"], out.read().decode("utf-8", "replace")
+        )
 
 
 _ESCAPED = re.compile(r"[\s\x00<\u2581]")
@@ -156,7 +183,9 @@ def lmeval_compare(
     if row.get("error"):
         raise SystemExit(f"lmeval failed: {row['error']}")
     inside = row["fit_seconds"] + row["score_seconds"]
+    counting = (row.get("details") or {}).get("counting") or {}
     return {
+        "runs_written": counting.get("runs_written", 0),
         "wall_s": measured.seconds,
         "fit_s": row["fit_seconds"],
         "score_s": row["score_seconds"],

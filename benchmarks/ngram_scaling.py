@@ -25,8 +25,16 @@ most KenLM's three processes (``lmplz`` + ``build_binary`` + ``query``), peak
 memory at most 1.5x; the whole-process ratio beside them. numba compiles the
 counting loops on first use and caches them: run once before timing.
 
+``--big 1000`` adds a corpus of that many MB past what the machine's sources
+hold, made by repeating the 100 MB corpus's lines in a shuffled order (seed 0;
+real lines, so real n-gram statistics, but fewer distinct n-grams per MB than
+new text would have), measured once at character order 5 and word order 3:
+lmeval counts it within its default ``memory=2G``, writing sorted runs to disk
+and merging them, as KenLM's ``lmplz -S 1G`` does.
+
     KENLM_BIN=~/kenlm/build/bin python benchmarks/ngram_scaling.py \\
-        [--sizes 1 10 50 100] [--char-orders 5 7] [--word-orders 3 5] [--repeats 3]
+        [--sizes 1 10 50 100] [--char-orders 5 7] [--word-orders 3 5] [--repeats 3] \\
+        [--big 1000]
 """
 
 from __future__ import annotations
@@ -79,8 +87,29 @@ def corpus_lines(size: int) -> tuple[list[str], str]:
     raise SystemExit(f"only {total / MB:.0f} MB of source here, less than {size / MB:.0f} MB")
 
 
-def measure(size_mb: int, level: str, orders: list[int], repeats: int, bin_dir, folder: Path):
-    lines, digest = corpus_lines(size_mb * MB)
+def big_corpus_lines(size: int) -> tuple[list[str], str]:
+    """``size`` bytes of lines: the 100 MB corpus's lines repeated, shuffled (seed 0)."""
+    import random
+
+    base, _ = corpus_lines(100 * MB)
+    lines: list[str] = []
+    total = 0
+    rng = random.Random(0)
+    while total < size:
+        batch = base[:]
+        rng.shuffle(batch)
+        for line in batch:
+            lines.append(line)
+            total += len(line.encode("utf-8")) + 1
+            if total >= size:
+                break
+    return lines, hashlib.sha256(plain_text(lines).encode("utf-8")).hexdigest()
+
+
+def measure(
+    size_mb: int, level: str, orders: list[int], repeats: int, bin_dir, folder: Path, big=False
+):
+    lines, digest = (big_corpus_lines if big else corpus_lines)(size_mb * MB)
     cut = len(lines) * 9 // 10
     files = {}
     for name, part in (("train", lines[:cut]), ("test", lines[cut:])):
@@ -90,7 +119,8 @@ def measure(size_mb: int, level: str, orders: list[int], repeats: int, bin_dir, 
             read = lmeval_lines(files[name])
             files[f"kenlm_{name}"] = folder / f"kenlm_{name}.txt"
             files[f"kenlm_{name}"].write_text(kenlm_text(read, level), encoding="utf-8")
-    print(f"\n{size_mb} MB, {level} level: {len(lines):,} lines, sha256 {digest[:16]}")
+    what = "repeated and shuffled lines" if big else "lines"
+    print(f"\n{size_mb} MB, {level} level: {len(lines):,} {what}, sha256 {digest[:16]}")
     for order in orders:
         ours, theirs = [], []
         for block in range(repeats):
@@ -115,6 +145,7 @@ def report(order: int, ours: list[dict], theirs: list[dict]) -> None:
         f"  order {order}: lmeval {wall:7.2f} s (fit {median(ours, 'fit_s'):.2f}, score "
         f"{median(ours, 'score_s'):.2f}, outside {median(ours, 'outside_s'):.2f}), "
         f"peak {peak / 2**20:,.0f} MiB, ppl {ours[0]['ppl']:.6f}"
+        + (f", {ours[0]['runs_written']} sorted runs written" if ours[0]["runs_written"] else "")
     )
     if not theirs:
         return
@@ -139,6 +170,7 @@ def main() -> None:
     parser.add_argument("--char-orders", type=int, nargs="*", default=[5, 7])
     parser.add_argument("--word-orders", type=int, nargs="*", default=[3, 5])
     parser.add_argument("--repeats", type=int, default=3, help="alternating blocks")
+    parser.add_argument("--big", type=int, help="MB of repeated lines, measured once")
     args = parser.parse_args()
     bin_dir = Path(os.environ["KENLM_BIN"]) if os.environ.get("KENLM_BIN") else None
     print(f"KenLM: {bin_dir or 'not given (set KENLM_BIN to measure it side by side)'}")
@@ -148,6 +180,9 @@ def main() -> None:
             for level, orders in (("char", args.char_orders), ("word", args.word_orders)):
                 if orders:
                     measure(size, level, orders, args.repeats, bin_dir, Path(tmp))
+        if args.big:
+            for level, order in (("char", 5), ("word", 3)):
+                measure(args.big, level, [order], 1, bin_dir, Path(tmp), big=True)
 
 
 if __name__ == "__main__":
