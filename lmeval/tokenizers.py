@@ -254,19 +254,29 @@ class CharTokenizer(Tokenizer):
             and (not self.lines or self.eos_token == "\n")
         )
 
-    def _codes(self, text: str) -> np.ndarray:
-        """Code points of the text as the tokens see it (an unfinished last line ended)."""
+    #: Characters converted to code points at once: the arrays of a whole text of
+    #: tens of millions of characters would take several times its memory.
+    CHUNK = 1 << 20
+
+    def _code_chunks(self, text: str) -> Iterator[np.ndarray]:
+        """Code points of the text as the tokens see it (an unfinished last line
+        ended), ``CHUNK`` characters at a time."""
+        for start in range(0, len(text), self.CHUNK):
+            # surrogatepass: a lone surrogate (possible in a str from Python) is a character
+            piece = text[start : start + self.CHUNK].encode("utf-32-le", "surrogatepass")
+            yield np.frombuffer(piece, dtype=np.uint32)
         if self.lines and text and not text.endswith("\n"):
-            text += "\n"
-        # surrogatepass: a lone surrogate (possible in a str from Python) is a character too
-        return np.frombuffer(text.encode("utf-32-le", "surrogatepass"), dtype=np.uint32)
+            yield np.array([ord("\n")], dtype=np.uint32)
 
     def fit(self, text: str) -> Vocabulary:
         if not self._fast():
             return super().fit(text)
-        codes = self._codes(text)
-        self._fitted = (text, codes)  # encode of this same text reads them again
-        tally = np.bincount(codes) if len(codes) else np.zeros(0, dtype=np.int64)
+        tally = np.zeros(0, dtype=np.int64)
+        for codes in self._code_chunks(text):
+            counted = np.bincount(codes)
+            if len(counted) > len(tally):
+                tally = np.concatenate([tally, np.zeros(len(counted) - len(tally), np.int64)])
+            tally[: len(counted)] += counted
         seen = np.flatnonzero(tally)
         counts = Counter(
             {chr(c): int(n) for c, n in zip(seen.tolist(), tally[seen].tolist(), strict=True)}
@@ -279,15 +289,19 @@ class CharTokenizer(Tokenizer):
         if not self._fast():
             return super().encode(text)
         vocab = self._require_vocab()
-        fitted, self._fitted = getattr(self, "_fitted", None), None
-        codes = fitted[1] if fitted is not None and fitted[0] is text else self._codes(text)
-        if not len(codes):
-            return np.zeros(0, dtype=id_dtype(len(vocab)))
-        table = np.full(int(codes.max()) + 1, vocab.unk_id, dtype=id_dtype(len(vocab)))
-        for token, index in vocab.stoi.items():
-            if len(token) == 1 and ord(token) < len(table):
-                table[ord(token)] = index
-        return table[codes]
+        dtype = id_dtype(len(vocab))
+        # code point -> id; every code point past the vocabulary's largest is <unk>
+        singles = {ord(token): index for token, index in vocab.stoi.items() if len(token) == 1}
+        table = np.full(max(singles, default=0) + 2, vocab.unk_id, dtype=dtype)
+        for code, index in singles.items():
+            table[code] = index
+        unfinished = bool(self.lines and text and not text.endswith("\n"))
+        ids = np.empty(len(text) + unfinished, dtype=dtype)
+        at = 0
+        for codes in self._code_chunks(text):
+            np.take(table, np.minimum(codes, len(table) - 1), out=ids[at : at + len(codes)])
+            at += len(codes)
+        return ids
 
 
 class WordTokenizer(Tokenizer):

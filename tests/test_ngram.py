@@ -440,3 +440,30 @@ def test_a_saved_model_is_mapped_from_its_file_not_read(tmp_path):
     test = lmeval.load_corpus(text=tmp_path / "t.txt").test
     logprobs = model.score(tok.encode(test))
     np.testing.assert_array_equal(logprobs, result.scores["kn"].logprobs)
+
+
+@pytest.mark.parametrize("sentences", [True, False])
+def test_a_long_text_is_scored_in_slices_as_it_would_be_whole(sentences, monkeypatch):
+    """Scoring goes a slice of positions at a time (bounded temporaries); every slice
+    starts early by the context its first tokens need, so the scores are those of one
+    pass: in sentence mode, those of scoring each line alone; in stream mode, those of
+    slices too large to cut the text."""
+    import lmeval_ngram.tables
+
+    rng = np.random.default_rng(1)
+    letters = list("abcdefgh ")
+    text = "\n".join("".join(rng.choice(letters, size=rng.integers(0, 30))) for _ in range(3000))
+    tok = lmeval.CharTokenizer()
+    vocab = tok.fit(text + "\n")
+    ids = tok.encode(text + "\n")
+    model = fitted(vocab, ids, order=6, sentences=sentences)
+    monkeypatch.setattr(lmeval_ngram.tables, "SCORE_SLICE", 997)
+    sliced = model.score(ids)
+    if sentences:
+        ends = np.flatnonzero(ids == vocab.eos_id) + 1
+        alone = np.concatenate([model.score(line) for line in np.split(ids, ends[:-1])])
+    else:
+        monkeypatch.setattr(lmeval_ngram.tables, "SCORE_SLICE", len(ids) + 10)
+        alone = model.score(ids)
+    np.testing.assert_array_equal(sliced, alone)
+    assert len(ids) > 20 * 997  # many slices

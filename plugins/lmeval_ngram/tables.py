@@ -26,6 +26,9 @@ import numpy as np
 
 from .hashing import index_for
 
+#: Positions scored at once (see ``Tables._sliced``).
+SCORE_SLICE = 1 << 20
+
 
 @dataclass
 class Tables:
@@ -91,6 +94,9 @@ class Tables:
         ``starts`` marks the ``<s>`` that begin sentences; they are never predicted
         and get a meaningless value.
         """
+        return self._sliced(self._score_slice, seq, starts, np.float64)
+
+    def _score_slice(self, seq: np.ndarray, starts: np.ndarray) -> np.ndarray:
         seq = np.asarray(seq, dtype=np.int64)
         lp = self.logp[0][seq]
         rank = seq
@@ -98,10 +104,28 @@ class Tables:
             rank = self._step(n, lp, _contexts(rank, starts), seq)
         return lp
 
+    def _sliced(self, compute, seq: np.ndarray, starts: np.ndarray, dtype) -> np.ndarray:
+        """``compute(seq, starts)`` a slice of ``SCORE_SLICE`` positions at a time, so
+        that its temporaries (several 8-byte arrays per order) stay the size of a slice
+        whatever the text's: each slice starts ``order - 1`` positions early, the
+        context its first positions need, and those are dropped."""
+        if len(seq) <= SCORE_SLICE:
+            return compute(seq, starts)
+        out = np.empty(len(seq), dtype=dtype)
+        margin = self.order - 1
+        for a in range(0, len(seq), SCORE_SLICE):
+            low = max(0, a - margin)
+            part = compute(seq[low : a + SCORE_SLICE], starts[low : a + SCORE_SLICE])
+            out[a : a + SCORE_SLICE] = part[a - low :]
+        return out
+
     def orders_padded(self, seq: np.ndarray, starts: np.ndarray) -> np.ndarray:
         """The order of the longest stored n-gram ending at every token of a padded
         sequence (1 to ``order``; KenLM's ``ngram_length``), the one whose probability
         :meth:`score_padded` uses; ``<s>`` entries are meaningless, as there."""
+        return self._sliced(self._orders_slice, seq, starts, np.int64)
+
+    def _orders_slice(self, seq: np.ndarray, starts: np.ndarray) -> np.ndarray:
         seq = np.asarray(seq, dtype=np.int64)
         used = np.ones(len(seq), dtype=np.int64)
         rank = seq
