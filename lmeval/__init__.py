@@ -52,7 +52,7 @@ from .hookspecs import hookimpl
 from .host import load_host
 from .metrics import Metric, Scores, TextStats, perplexity
 from .models import LanguageModel, ModelSpec, Param, at_least, in_range, parse_spec, sample_id
-from .plugins import PluginHost
+from .plugins import PluginHost, active_host
 from .progressbars import progress, progress_enabled, set_progress
 from .saved import load_model
 from .suite import Suite, build_suite, load_suite
@@ -85,6 +85,7 @@ __all__ = [
     "Metric",
     "PluginHost",
     "PluginWarning",
+    "active_host",
     "LmevalWarning",
     "Verification",
     "RemoteText",

@@ -144,6 +144,8 @@ class Task:
     plugins: tuple[str, ...]
     executor: str
     threads: int | None
+    #: the models this one is made from (a mixture's rows), fitted in its run too
+    parts: tuple[ModelSpec, ...] = ()
 
     @property
     def label(self) -> str:
@@ -161,6 +163,16 @@ class BenchInterrupted(KeyboardInterrupt):
 
 
 def run_id(run: Run, corpus: Corpus, suite: Suite, host: PluginHost) -> str:
+    """See :func:`_run_id`; a model made from others (a mixture) includes theirs."""
+    own = _run_id(run, corpus, suite, host)
+    parts = suite.parts.get(run.spec.label, [])
+    if not parts:
+        return own
+    ids = [own, *(_run_id(Run(run.dataset, part, run.seed), corpus, suite, host) for part in parts)]
+    return hashlib.sha256(" ".join(ids).encode()).hexdigest()[:16]
+
+
+def _run_id(run: Run, corpus: Corpus, suite: Suite, host: PluginHost) -> str:
     """16 hex digits naming a run by what decides its record: the data set (its
     label, text checksums and tokenization), the model spec and label, where the
     model's code comes from (class, distribution, version, a digest of its source)
@@ -345,7 +357,7 @@ def execute(task: Task, corpus: Corpus, host: PluginHost | None = None) -> dict[
     try:
         resolved = _resolved(task, host)
         comparison = compare(
-            [task.spec],
+            [*task.parts, task.spec],
             corpus=corpus,
             tokenizer=task.dataset.tokenizer,
             lines=task.dataset.lines,
@@ -359,7 +371,7 @@ def execute(task: Task, corpus: Corpus, host: PluginHost | None = None) -> dict[
             confidence=task.confidence,
             cache=task.cache_root if task.cache_root is not None else False,
         )
-        row = comparison.results[0]
+        [row] = [r for r in comparison.results if r["label"] == task.label]
     except KeyboardInterrupt:
         raise
     except Exception as exc:  # a run that cannot even start: its record says why
@@ -497,6 +509,7 @@ def plan(
             plugins=tuple(host.extra_sources),
             executor=executor,
             threads=threads,
+            parts=tuple(suite.parts.get(run.spec.label, ())),
         )
         if rid in done and not rerun:
             status = "recorded"

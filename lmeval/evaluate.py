@@ -40,7 +40,7 @@ from .files import check_writable
 from .host import load_host
 from .metrics import Scores, TextStats
 from .models import LanguageModel, ModelSpec, parse_spec, resolve_params
-from .plugins import PluginHost, using
+from .plugins import PluginHost, active_host, using
 from .records import BOOTSTRAP_KEYS, RECORD_KEYS
 from .saved import save_model
 from .tokenizers import Tokenizer, Vocabulary
@@ -160,9 +160,11 @@ def build_model(
 
     ``seed`` fills the model's ``seed`` parameter when it has one and the spec
     does not set it, so ``--seed`` reaches every model. ``host`` holds the
-    registered models (default: a new host with the usual plugins).
+    registered models (default: that of the call in progress, as a model that
+    builds others from inside a comparison wants; else a new host with the usual
+    plugins).
     """
-    host = host or load_host()
+    host = host or active_host() or load_host()
     spec = parse_spec(spec) if isinstance(spec, str) else spec
     cls = host.models.get(spec.name)
     params: dict[str, Any] = dict(spec.params)
@@ -220,6 +222,8 @@ def fit_model(model: LanguageModel, tokenizer: Tokenizer, corpus: Corpus, seed: 
 ErrorHook = Callable[[str, BaseException], None]
 #: ``on_stage(label, stage)``: told as a row's training, scoring or verifying begins.
 StageHook = Callable[[str, str], None]
+#: ``on_fitted(label, model)``: told a row's fitted model once the row succeeded.
+FittedHook = Callable[[str, LanguageModel], None]
 
 
 def evaluate_model(
@@ -238,6 +242,9 @@ def evaluate_model(
     top1: bool = False,
     cache: ModelCache | None = None,
     arpa_dir: Path | None = None,
+    components: dict[str, LanguageModel] | None = None,
+    component_error: str | None = None,
+    on_fitted: FittedHook | None = None,
 ) -> tuple[dict[str, Any], Scores | None]:
     """Fit ``model``, score the test text and verify the scores: its record and scores.
 
@@ -258,6 +265,12 @@ def evaluate_model(
     probes (0: no verification, ``verified`` stays ``None``) decide
     ``verified`` and ``verify_error``; ``verify_seed`` places them (see
     :mod:`lmeval.verify`).
+
+    ``components`` are the fitted rows ``model`` is made from (see
+    :meth:`LanguageModel.needs`), handed to its ``attach``; ``component_error``
+    fails the row instead (one of them failed). ``on_fitted(label, model)`` is
+    told the fitted model once its row succeeded: the one loaded from the cache
+    on a hit, not ``model``.
     """
     host = host or load_host()
     spec = spec or parse_spec(model.name)
@@ -273,6 +286,10 @@ def evaluate_model(
     cached = _CacheUse(None, model, tokenizer, corpus, seed)
     try:
         with using(host):
+            if component_error is not None:  # a row it is made from failed, or will not do
+                raise LmevalError(component_error)
+            if components:
+                model.attach(components)
             cached = _CacheUse(cache, model, tokenizer, corpus, seed)
             stage("training")
             hit = cached.lookup(host)
@@ -352,6 +369,8 @@ def evaluate_model(
                 on_error(spec.label, exc)
     if arpa_dir is not None:
         record["details"].update(_export_arpa(model, arpa_dir, spec.label, on_error))
+    if on_fitted is not None:
+        on_fitted(spec.label, model)
     return record, scores
 
 
@@ -702,8 +721,19 @@ def compare(
         text = exc.text if isinstance(exc, _Traceback) else None
         comparison.tracebacks[label] = text or "".join(traceback.format_exception(exc))
 
+    with using(host):  # a model asked what it is made from may look up others
+        needs = _needs(prepared, isolate)
+    parts = {label for wanted in needs.values() for label in wanted}  # rows others use
+    fitted: dict[str, tuple[LanguageModel, Tokenizer]] = {}
+    failed: set[str] = set()
+    tokenizers = {spec.label: model_tok for spec, _, model_tok in prepared}
+
+    def keep(label: str, model: LanguageModel) -> None:
+        fitted[label] = (model, tokenizers[label])
+
     try:
-        for spec, model, model_tok in prepared:
+        for spec, model, model_tok in _fit_order(prepared, needs):
+            component_error, components = _components(spec, model_tok, needs, fitted, failed)
             if isolate:
                 job = IsolatedJob(
                     host.extra_sources, spec, corpus, tokenizer, lines, min_freq, seed,
@@ -729,7 +759,12 @@ def compare(
                     top1=top1,
                     cache=model_cache,
                     arpa_dir=arpa_dir,
+                    components=components,
+                    component_error=component_error,
+                    on_fitted=keep if spec.label in parts else None,
                 )
+            if record.get("error"):
+                failed.add(spec.label)
             comparison.results.append(record)
             if scores is not None:
                 comparison.scores[spec.label] = scores
@@ -749,10 +784,96 @@ def compare(
             "not_run": [spec.label for spec, _, _ in prepared if spec.label not in done]
         }
         raise Interrupted(comparison) from None
+    order = {spec.label: i for i, (spec, _, _) in enumerate(prepared)}
+    comparison.results.sort(key=lambda r: order[r["label"]])  # as asked, whatever the fit order
     comparison.meta = _meta(corpus, tok, seed, comparison.results, host, verify, verify_seed)
     _bootstrap(comparison, corpus, prepared, tok.lines, bootstrap, confidence, seed)
     comparison.meta["isolated"] = isolate
     return comparison
+
+
+def _needs(
+    prepared: list[tuple[ModelSpec, LanguageModel, Tokenizer]], isolate: bool
+) -> dict[str, list[str]]:
+    """Which rows each row is made from (a mixture's components), checked: labels of
+    this comparison, no row made from itself, no cycle, nothing under ``isolate``."""
+    labels = {spec.label for spec, _, _ in prepared}
+    needs: dict[str, list[str]] = {}
+    for spec, model, _ in prepared:
+        wanted = list(model.needs(labels - {spec.label}))
+        unknown = [w for w in wanted if w not in labels or w == spec.label]
+        if unknown:
+            raise UsageError(
+                f"model {spec.label!r} is made from a row {unknown[0]!r} that this comparison "
+                "does not have (or itself): add it with -m LABEL=SPEC"
+            )
+        if wanted and isolate:
+            raise UsageError(
+                f"--isolate fits every row in a process of its own, so {spec.label!r} cannot "
+                "use the fitted rows it is made from: drop --isolate, or give its parts as specs"
+            )
+        if wanted:
+            needs[spec.label] = wanted
+    seen: set[str] = set()
+
+    def visit(label: str, path: tuple[str, ...]) -> None:
+        if label in path:
+            cycle = " -> ".join([*path[path.index(label) :], label])
+            raise UsageError(f"models made from each other in a circle: {cycle}")
+        if label in seen:
+            return
+        for other in needs.get(label, []):
+            visit(other, (*path, label))
+        seen.add(label)
+
+    for label in needs:
+        visit(label, ())
+    return needs
+
+
+def _fit_order(
+    prepared: list[tuple[ModelSpec, LanguageModel, Tokenizer]], needs: dict[str, list[str]]
+) -> list[tuple[ModelSpec, LanguageModel, Tokenizer]]:
+    """The rows in the order asked, except that a row comes after those it is made from."""
+    by_label = {spec.label: item for item in prepared for spec in [item[0]]}
+    done: dict[str, tuple[ModelSpec, LanguageModel, Tokenizer]] = {}
+
+    def place(label: str) -> None:
+        if label not in done:
+            for other in needs.get(label, []):
+                place(other)
+            done[label] = by_label[label]
+
+    for spec, _, _ in prepared:
+        place(spec.label)
+    return list(done.values())
+
+
+def _components(
+    spec: ModelSpec,
+    model_tok: Tokenizer,
+    needs: dict[str, list[str]],
+    fitted: dict[str, tuple[LanguageModel, Tokenizer]],
+    failed: set[str],
+) -> tuple[str | None, dict[str, LanguageModel] | None]:
+    """The fitted rows ``spec`` is made from, or why it cannot be: one failed, or one
+    predicts other tokens (another tokenizer, vocabulary or line policy)."""
+    wanted = needs.get(spec.label)
+    if not wanted:
+        return None, None
+    for label in wanted:
+        if label in failed:
+            return f"{label!r}, one of the rows it is made from, failed", None
+        other_model, other_tok = fitted[label]
+        if (other_tok.name, other_tok.lines) != (model_tok.name, model_tok.lines) or (
+            other_model.vocab != model_tok.vocab
+        ):
+            return (
+                f"its rows predict different tokens: {label!r} has the {other_tok.name} "
+                f"tokenizer ({len(other_model.vocab):,} tokens), this row the "
+                f"{model_tok.name} one ({len(model_tok.vocab):,}); mix rows of one tokenizer"
+            ), None
+    return None, {label: fitted[label][0] for label in wanted}
 
 
 def _help_train(

@@ -161,6 +161,18 @@ class LanguageModel(ABC):
         """Log-probabilities of every vocabulary id after ``context_ids`` (sums to 1 in p)."""
         raise NotImplementedError(f"model {self.name!r} has no next-token distribution")
 
+    def needs(self, labels: set[str]) -> list[str]:
+        """Of ``labels`` (the other rows of the comparison), those this model is made
+        from: a mixture of rows names them. ``compare`` fits those rows first and
+        hands them, fitted, to :meth:`attach` before this model's :meth:`fit`; it
+        fails this row when one of them failed. Default: none."""
+        return []
+
+    def attach(self, rows: dict[str, LanguageModel]) -> None:
+        """Receive the fitted models of the rows :meth:`needs` named, by label."""
+        if rows:
+            raise NotImplementedError(f"model {self.name!r} is made from no other rows")
+
     def generate(
         self, prefix_ids: np.ndarray, n: int, temperature: float = 1.0, seed: int = 0
     ) -> np.ndarray:

@@ -44,7 +44,7 @@ from .corpus import DEFAULT_SPLIT, parse_split
 from .errors import UsageError, one_line
 from .files import DEFAULT_MAX_BYTES, parse_size, read_text
 from .models import ModelSpec, parse_spec, resolve_params
-from .plugins import PluginHost
+from .plugins import PluginHost, using
 from .verify import DEFAULT_POSITIONS
 
 #: The largest seed (numpy's and the CLI's bound).
@@ -128,6 +128,8 @@ class Suite:
     plugins: list[str] = field(default_factory=list)
     #: the file it was read from (``None`` when built in Python)
     path: Path | None = None
+    #: the models each model is made from, by label (a mixture's components)
+    parts: dict[str, list[ModelSpec]] = field(default_factory=dict)
 
     def runs(self) -> list[Run]:
         """Every (data set, model, seed), data set outermost, seeds innermost."""
@@ -221,6 +223,8 @@ def build_suite(
         raise where.fail(
             "models", f"the suite expands into {count:,} runs, more than {MAX_RUNS:,}: cut a grid"
         )
+    with using(host):  # a model asked what it is made from may look up others
+        suite.parts = _parts(where, suite.models, host)
     fixed = [m.label for m in suite.models if "seed" in m.params]
     if fixed and len(suite.seeds) > 1:
         raise where.fail(
@@ -401,6 +405,42 @@ def _models(where: _Where, value: Any, host: PluginHost, base: Path) -> list[Mod
             labels[row] = at
             result.append(ModelSpec(name, params, row))
     return result
+
+
+def _parts(where: _Where, models: list[ModelSpec], host: PluginHost) -> dict[str, list[ModelSpec]]:
+    """The models of the suite each model is made from (``LanguageModel.needs``: a
+    mixture of other rows), parts of parts first, so that a run of it fits them too
+    (or finds them in the model cache). Only models whose class can name such rows
+    are built to ask (with a stand-in vocabulary); a circle is refused."""
+    from .models import LanguageModel
+    from .tokenizers import Vocabulary
+
+    by_label = {m.label: m for m in models}
+    direct: dict[str, list[str]] = {}
+    for spec in models:
+        cls = host.models.get(spec.name)
+        if cls.needs is LanguageModel.needs:
+            continue
+        try:
+            model = cls(Vocabulary(["x"], eos="\n"), **spec.params)
+        except UsageError as exc:
+            raise where.fail(f"models.{spec.label}", str(exc)) from None
+        wanted = list(model.needs(set(by_label) - {spec.label}))
+        if wanted:
+            direct[spec.label] = wanted
+
+    def closure(label: str, path: tuple[str, ...]) -> list[str]:
+        if label in path:
+            cycle = " -> ".join([*path[path.index(label) :], label])
+            raise where.fail(f"models.{label}", f"models made from each other in a circle: {cycle}")
+        out: list[str] = []
+        for other in direct.get(label, []):
+            for inner in [*closure(other, (*path, label)), other]:
+                if inner not in out:
+                    out.append(inner)
+        return out
+
+    return {label: [by_label[x] for x in closure(label, ())] for label in direct}
 
 
 def _seeds(where: _Where, value: Any) -> list[int]:

@@ -1,0 +1,168 @@
+"""The mix model: interpolated rows, weights by EM, a proper distribution everywhere."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+from hostile import run_lmeval
+
+import lmeval
+from lmeval.cli import cli
+from lmeval_mix import em_weights
+
+
+def test_em_finds_the_weights_of_the_mixture_that_made_the_text():
+    """Tokens drawn from 0.3 A + 0.7 B, two known distributions over 50 ids: EM on
+    their log-probabilities recovers the weights (to sampling noise), and a text
+    drawn from A alone gives A nearly all the weight."""
+    rng = np.random.default_rng(0)
+    a = rng.dirichlet(np.full(50, 0.3))
+    b = rng.dirichlet(np.full(50, 0.3))
+    for share, expected in ((0.3, (0.3, 0.7)), (1.0, (1.0, 0.0))):
+        from_a = rng.random(40_000) < share
+        tokens = np.where(from_a, rng.choice(50, 40_000, p=a), rng.choice(50, 40_000, p=b))
+        logs = np.log(np.stack([a[tokens], b[tokens]]))
+        weights, steps, history = em_weights(logs, iterations=500)
+        assert weights == pytest.approx(expected, abs=0.02)
+        assert weights.sum() == pytest.approx(1.0)
+        assert all(
+            later >= earlier - 1e-12 for earlier, later in zip(history, history[1:], strict=False)
+        )
+        assert 1 < steps <= 500
+
+
+@pytest.fixture
+def text(numbered_text):
+    return numbered_text(400)
+
+
+def compare(text, *specs, **kw):
+    return lmeval.compare(list(specs), text=text, bootstrap=0, **kw)
+
+
+def test_a_mixture_of_rows_beats_or_ties_each_and_is_verified(text):
+    result = compare(text, "kn2=ngram:order=2", "kn4=ngram:order=4", "both=mix:of=kn2+kn4")
+    rows = {r["label"]: r for r in result.results}
+    mix = rows["both"]
+    assert mix.get("error") is None and mix["verified"] is True
+    assert [r["label"] for r in result.results] == ["kn2", "kn4", "both"]  # as asked
+    details = mix["details"]
+    assert sum(details["weights"].values()) == pytest.approx(1.0)
+    assert details["fitted"] is True and details["em_iterations"] >= 1
+    ppl = details["valid_ppl"]
+    assert ppl["mix"] <= min(ppl["kn2"], ppl["kn4"]) + 1e-9  # on the text it was fitted on
+    assert (
+        mix["bits_per_char"]
+        <= min(rows["kn2"]["bits_per_char"], rows["kn4"]["bits_per_char"]) + 0.01
+    )
+
+
+def test_a_mixture_of_one_model_is_that_model(text):
+    result = compare(text, "kn=ngram:order=3", "one=mix:of=kn")
+    rows = {r["label"]: r for r in result.results}
+    assert rows["one"]["details"]["weights"] == {"kn": 1.0}
+    np.testing.assert_array_equal(result.scores["one"].logprobs, result.scores["kn"].logprobs)
+
+
+def test_given_weights_are_normalised_and_used(text):
+    result = compare(text, "a=uniform", "b=ngram:order=3", "m=mix:of=a+b,weights=1+3")
+    rows = {r["label"]: r for r in result.results}
+    assert rows["m"]["details"]["weights"] == {"a": 0.25, "b": 0.75}
+    a, b = result.scores["a"].logprobs, result.scores["b"].logprobs
+    np.testing.assert_allclose(
+        result.scores["m"].logprobs, np.log(0.25 * np.exp(a) + 0.75 * np.exp(b)), rtol=1e-12
+    )
+
+
+def test_a_mixture_of_specs_fits_its_own_parts(text):
+    [row] = compare(text, "mix:of=uniform+ngram:order=3").results
+    assert row.get("error") is None and row["verified"] is True
+    assert set(row["details"]["weights"]) == {"uniform", "ngram:order=3"}
+
+
+def test_rows_of_other_tokens_cannot_be_mixed(tmp_path, text):
+    """A saved word model predicts other tokens than the comparison's characters: the
+    mixture's row fails, saying which row and tokenizer."""
+    words = lmeval.compare(
+        ["w=ngram:order=2"], text=text, tokenizer="word", save_models=tmp_path, bootstrap=0
+    )
+    assert words.results[0].get("error") is None
+    result = compare(text, f"w=saved:path={tmp_path / 'w.lmz'}", "c=ngram:order=2", "m=mix:of=w+c")
+    [row] = [r for r in result.results if r["label"] == "m"]
+    assert "predict different tokens" in row["error"] and "'w'" in row["error"]
+
+
+class Failing(lmeval.LanguageModel):
+    name = "failing"
+
+    def fit(self, train_ids, valid_ids=None):
+        raise RuntimeError("out of cheese")
+
+    def score(self, ids):
+        raise AssertionError("never scored")
+
+
+def test_a_failed_part_fails_the_mixture_naming_it(text):
+    host = lmeval.load_host()
+    host.models.add("failing", Failing, "test")
+    result = compare(text, "bad=failing", "m=mix:of=bad+uniform", host=host)
+    bad, mixed = result.results
+    assert "out of cheese" in bad["error"]
+    assert "'bad'" in mixed["error"] and "failed" in mixed["error"]
+
+
+@pytest.mark.parametrize(
+    ("specs", "word"),
+    [
+        (["m=mix:of=a+b", "a=uniform"], "does not have"),
+        (["m=mix:of=n", "n=mix:of=m"], "circle"),
+        (["m=mix:of=a+a", "a=uniform"], "twice"),
+        (["m=mix:of=a,weights=1+2", "a=uniform"], "one per model"),
+    ],
+)
+def test_bad_mixtures_are_one_line_before_any_training(text, specs, word):
+    out = run_lmeval("compare", *sum((["-m", s] for s in specs), []), "--text", text)
+    out.assert_one_line_error(2, word)
+
+
+def test_a_mixture_needs_held_out_text_to_fit_its_weights_on_rows(tmp_path, text):
+    """Its rows were trained on all the training text; weights fitted there would favour
+    the one that memorised it. With no validation split the row says so."""
+    result = compare(text, "a=ngram:order=2", "m=mix:of=a+uniform", split=(0.9, 0.0, 0.1))
+    assert "validation" in result.results[1]["error"]
+
+
+def test_the_mixture_saves_its_parts_and_passes_the_kit(tmp_path, text):
+    out = CliRunner().invoke(cli, ["check", "mix:of=uniform+ngram:order=2", "--format", "json"])
+    assert out.exit_code == 0, out.output
+    report = json.loads(out.stdout)
+    assert report["passed"] is True, report
+
+
+def test_generate_samples_from_a_mixture(text):
+    out = run_lmeval(
+        "generate", "-m", "mix:of=ngram:order=3+ngram:order=5", "--text", text, "-n", "40",
+        "--prefix", "the time", "--seed", "3",
+    )  # fmt: skip
+    assert out.code == 0, out.stderr
+    assert out.stdout.startswith("the time") and len(out.stdout) > 40
+
+
+def test_a_suite_mixes_its_own_rows_through_the_cache(tmp_path, monkeypatch, numbered_text):
+    """In a suite, mix:of= names other models of the suite: the mixture's run fits them
+    too, and finds them in the model cache when their own runs came first."""
+    monkeypatch.setenv("LMEVAL_CACHE_DIR", str(tmp_path / "cache"))
+    suite = tmp_path / "s.toml"
+    suite.write_text(
+        f'bootstrap = 0\n[datasets.d]\ntext = "{numbered_text(300)}"\n'
+        '[models.kn]\nmodel = "ngram"\norder = [2, 4]\n'
+        '[models.both]\nspec = "mix:of=kn-order2+kn-order4"\n'
+    )
+    records = lmeval.run_suite(suite, host=lmeval.load_host())
+    mixed = next(r for r in records if r["label"] == "both")
+    assert mixed.get("error") is None and mixed["verified"] is True
+    best = min(r["bits_per_char"] for r in records if r["label"].startswith("kn"))
+    assert mixed["bits_per_char"] <= best + 0.01
