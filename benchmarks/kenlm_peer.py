@@ -176,7 +176,7 @@ def lmeval_compare(
     measured = run(
         [sys.executable, "-m", "lmeval", "compare", "-m", spec, "--train", str(train),
          "--test", str(test), "--tokenizer", level, "--format", "json", "--bootstrap", "0",
-         "-q", "-o", str(out)],
+         "--max-bytes", "64G", "-q", "-o", str(out)],
     )  # fmt: skip
     [row] = json.loads(out.read_text())["results"]
     out.unlink()
