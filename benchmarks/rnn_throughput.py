@@ -8,9 +8,11 @@ clipping at norm 1) it times, in one run and in alternating blocks:
 * ``d2l``: d2l's from-scratch loop (8.5) re-implemented here: explicit
   tensors, one-hot input, a Python loop over the steps, d2l's clipping and SGD;
 
-and the same for ``gru``/``lstm`` against plain ``nn.GRU``/``nn.LSTM`` loops.
+and the same for ``gru``/``lstm`` against plain ``nn.GRU``/``nn.LSTM`` loops. On a
+CPU with bf16 instructions ``ours bf16`` times ``precision=bf16`` too.
 Prints median tokens/s, the ratios the targets are set on, and the achieved
-GFLOP/s next to a measured matrix-product peak.
+GFLOP/s (of the products each contender's kernels compute, see
+``train_flops_per_token``) next to a measured matrix-product peak.
 
     python benchmarks/rnn_throughput.py [--threads 2] [--blocks 5] [--batches 8]
 """
@@ -27,9 +29,14 @@ import torch.nn.functional as F
 from torch import nn
 
 from lmeval_rnn.cells import CharNet, detach_state
+from lmeval_rnn.sizes import cpu_bf16
 from lmeval_rnn.training import make_optimizer, train_step
 
 VOCAB, STEPS = 28, 35
+
+
+def bf16_autocast():
+    return torch.autocast("cpu", dtype=torch.bfloat16)
 
 
 class D2LScratch:
@@ -131,8 +138,11 @@ def tokens_per_s(model, batches: list, state):
     return sum(y.numel() for _, y in batches) / (time.perf_counter() - start), state
 
 
-def matmul_gflops(m: int, k: int, n: int, seconds: float = 1.0, device="cpu") -> float:
-    a, b = torch.randn(m, k, device=device), torch.randn(k, n, device=device)
+def matmul_gflops(
+    m: int, k: int, n: int, seconds: float = 1.0, device="cpu", dtype=torch.float32
+) -> float:
+    a = torch.randn(m, k, device=device, dtype=dtype)
+    b = torch.randn(k, n, device=device, dtype=dtype)
     for _ in range(3):
         a @ b
     _sync(device)
@@ -144,11 +154,30 @@ def matmul_gflops(m: int, k: int, n: int, seconds: float = 1.0, device="cpu") ->
     return 2 * m * k * n * count / (time.perf_counter() - start) / 1e9
 
 
-def train_flops_per_token(cell: str, hidden: int, vocab: int) -> float:
-    """Nominal multiply-adds x2 of forward + backward (3x forward) per token."""
+def train_flops_per_token(cell: str, hidden: int, vocab: int, dense_input: bool) -> float:
+    """The matrix-product FLOPs (2 per multiply-add) one training token costs, as the
+    kernels compute them:
+
+    * the recurrence: ``H x gates*H`` forward, and twice that backward (the gradient
+      of the state and of the weights): ``6 g H^2``;
+    * the input: with a one-hot input multiplied densely (torch's modules, d2l's loop,
+      our LSTM) ``2 g H V`` forward and the weights' gradient backward, but no gradient
+      for the one-hot input itself: ``4 g H V``; looked up as a row of the weights
+      (our tanh and GRU cells), no product at all;
+    * the output layer: ``2 H V`` forward, the gradients of its input and weights
+      backward: ``6 H V``.
+
+    Elementwise work (gates, softmax, the optimizer) is left out: it is memory-bound.
+    """
     gates = {"rnn": 1, "gru": 3, "lstm": 4}[cell]
-    forward = 2 * gates * hidden * (hidden + vocab) + 2 * hidden * vocab
-    return 3 * forward
+    recurrence = 6 * gates * hidden * hidden
+    inputs = 4 * gates * hidden * vocab if dense_input else 0
+    return recurrence + inputs + 6 * hidden * vocab
+
+
+def dense_input(name: str, cell: str) -> bool:
+    """Whether a contender multiplies its one-hot input densely (see above)."""
+    return not (name == "ours" and cell in ("rnn", "gru"))
 
 
 def compare(
@@ -178,8 +207,8 @@ def compare(
             rate, states[name] = tokens_per_s(model, data, states[name])
             rates[name].append(rate)
     medians = {name: statistics.median(r) for name, r in rates.items()}
-    flops = train_flops_per_token(cell, hidden, VOCAB)
     for name, rate in medians.items():
+        flops = train_flops_per_token(cell, hidden, VOCAB, dense_input(name, cell))
         print(
             f"  {name:<10} {rate / 1000:8.1f} k tok/s  {rate * flops / 1e9:6.1f} GFLOP/s"
             f"  (blocks: {', '.join(f'{r / 1000:.1f}' for r in rates[name])})"
@@ -199,13 +228,19 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, float32, CPU")
-    peak = matmul_gflops(4096, 4096, 4096)
-    skinny = matmul_gflops(args.batch, args.hidden, args.hidden)
+    # the peak: the best of a large product and of the shapes a step really multiplies
+    # (one step's state by the gates' weights; all steps' states for a weight gradient)
+    h, b = args.hidden, args.batch
+    shapes = [(4096, 4096, 4096), (b, h, 4 * h), (h, STEPS * b, 4 * h), (STEPS * b, h, 4 * h)]
+    measured = {shape: matmul_gflops(*shape) for shape in shapes}
     print(
-        f"matrix-product peak: {peak:.1f} GFLOP/s (4096^3), "
-        f"{skinny:.1f} GFLOP/s ({args.batch}x{args.hidden}x{args.hidden})"
+        f"matrix-product peak: {max(measured.values()):.1f} GFLOP/s, the best of "
+        + ", ".join(f"{m}x{k}x{n} {g:.1f}" for (m, k, n), g in measured.items())
     )
-    h, v = args.hidden, VOCAB
+    if cpu_bf16():  # the yardstick of the bf16 contenders' GFLOP/s
+        bf16 = max(matmul_gflops(*shape, dtype=torch.bfloat16) for shape in shapes)
+        print(f"bf16 matrix-product peak: {bf16:.1f} GFLOP/s (the same shapes)")
+    v = VOCAB
     print(f"sizes: hidden {h}, batch {args.batch}, steps {STEPS}, vocabulary {v}, SGD lr 1, clip 1")
     ratios = []
     for cell in args.cells.split(","):
@@ -213,11 +248,21 @@ def main() -> None:
         contenders = {"ours": Ours(cell, v, h), f"nn.{cell.upper()}": PlainTorch(cell, v, h)}
         if cell == "rnn":
             contenders["d2l"] = D2LScratch(v, h)
+        if cpu_bf16():  # what precision=bf16 buys on this CPU
+            contenders["ours bf16"] = Ours(cell, v, h, autocast=bf16_autocast)
         m = compare(contenders, cell, h, args.batch, args.blocks, args.batches)
         plain = m[f"nn.{cell.upper()}"]
-        ratios.append(f"{cell} ours / nn.{cell.upper()} = {m['ours'] / plain:.2f} (target 0.95)")
+        target = {"rnn": 1.12, "gru": 1.12, "lstm": 0.95}[cell]
+        ratios.append(
+            f"{cell} ours / nn.{cell.upper()} = {m['ours'] / plain:.2f} (target {target})"
+        )
         if cell == "rnn":
             ratios.append(f"rnn ours / d2l scratch = {m['ours'] / m['d2l']:.2f} (target 1.2)")
+        if "ours bf16" in m:
+            ratios.append(
+                f"{cell} ours with precision=bf16 / nn.{cell.upper()} fp32 = "
+                f"{m['ours bf16'] / plain:.2f}"
+            )
     print("ratios:")
     for line in ratios:
         print("  " + line)
