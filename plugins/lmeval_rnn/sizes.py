@@ -1,5 +1,5 @@
 """What a configuration costs, known before anything is built: the shapes of its
-tensors, the bytes training it takes, the memory and the CPU cores there are.
+tensors, the bytes training it takes, the memory, CPU cores and instructions there are.
 
 No torch at import time, and nothing here allocates from a configuration: the
 model checks a spec when it is constructed (before ``lmeval compare`` trains
@@ -9,6 +9,7 @@ anything) and a checkpoint before building a network from it, and a hostile
 
 from __future__ import annotations
 
+import functools
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -235,3 +236,22 @@ def cpu_cores() -> int:
     if hasattr(os, "sched_getaffinity"):
         return max(1, len(os.sched_getaffinity(0)))
     return max(1, os.cpu_count() or 1)
+
+
+@functools.lru_cache(maxsize=1)
+def cpu_flags() -> frozenset[str]:
+    """The instruction-set flags of this machine's CPU, as Linux lists them (empty
+    where it does not: other systems are then taken to have no bf16 instructions)."""
+    try:
+        with open("/proc/cpuinfo", encoding="ascii", errors="replace") as info:
+            for line in info:
+                if line.startswith("flags"):
+                    return frozenset(line.partition(":")[2].split())
+    except OSError:
+        pass
+    return frozenset()
+
+
+def cpu_bf16() -> bool:
+    """Whether this CPU computes in bfloat16 natively (AVX-512 BF16 or AMX)."""
+    return bool({"avx512_bf16", "amx_bf16"} & cpu_flags())
