@@ -166,3 +166,17 @@ def test_a_suite_mixes_its_own_rows_through_the_cache(tmp_path, monkeypatch, num
     assert mixed.get("error") is None and mixed["verified"] is True
     best = min(r["bits_per_char"] for r in records if r["label"].startswith("kn"))
     assert mixed["bits_per_char"] <= best + 0.01
+
+
+def test_the_default_comparison_mixes_its_own_rows():
+    # a bare `lmeval compare` runs every recommended spec: the mixture's parts must be
+    # rows of it (labelled by their specs), or it would fit them a second time
+    host = lmeval.load_host()
+    specs = [
+        lmeval.parse_spec(cls.recommended) for _, cls in host.models.items() if cls.recommended
+    ]
+    mixes = [spec for spec in specs if spec.name == "mix"]
+    assert len(mixes) == 1
+    rows = {spec.label for spec in specs} - {mixes[0].label}
+    parts = mixes[0].params["of"].split("+")
+    assert len(parts) == 2 and set(parts) <= rows

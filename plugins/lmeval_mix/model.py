@@ -13,8 +13,8 @@ import numpy as np
 
 import lmeval
 
-#: The share of the training ids a mixture of specs keeps for its weights when the
-#: comparison has no validation text (its components train on the rest).
+#: The share of the training ids, from their start, a mixture of specs keeps for its
+#: weights when the comparison has no validation text (its components train on the rest).
 CARVED = 0.1
 
 
@@ -97,6 +97,9 @@ class Mix(lmeval.LanguageModel):
     description = "interpolates other models (rows of the comparison, or specs), weights by EM"
     # made from other rows: its key could not say which, and its parts cache themselves
     cacheable = False
+    # the bare `lmeval compare`: the n-gram's and the rnn's recommended rows mixed (their
+    # labels are their specs), so that neither is fitted twice
+    recommended = "mix:of=ngram:order=5+rnn:budget=60s"
     params = (
         lmeval.Param(
             "of",
@@ -172,9 +175,11 @@ class Mix(lmeval.LanguageModel):
                 "--valid FILE), or weights="
             )
         if missing_valid and not fixed and len(self.items) > 1:
-            # its own parts train on the start, the weights fit on the end, which none saw
-            cut = int(len(train_ids) * (1 - CARVED))
-            train_ids, valid_ids = train_ids[:cut], train_ids[cut:]
+            # the weights fit on the start, which none of its parts sees; not the end,
+            # which the test text usually continues and is the most useful to train on
+            # (as the rnn carves its own validation)
+            cut = max(1, int(len(train_ids) * CARVED))
+            train_ids, valid_ids = train_ids[cut:], train_ids[:cut]
         for item in specs:
             part = lmeval.build_model(item, self.vocab, seed=self.config["seed"])
             part.fit(train_ids, valid_ids if not missing_valid else None)
