@@ -30,6 +30,7 @@ test: $(VENV)/.installed
 bench: $(VENV)/.installed
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[bench]'
 	$(BIN)/python benchmarks/ngram_vs_peers.py
+	$(BIN)/python benchmarks/ngram_scaling.py --sizes 1 10
 	$(BIN)/python benchmarks/rnn_throughput.py
 	$(BIN)/python benchmarks/rnn_quality.py
 	$(BIN)/python benchmarks/verify_cost.py
