@@ -180,3 +180,27 @@ def test_the_default_comparison_mixes_its_own_rows():
     rows = {spec.label for spec in specs} - {mixes[0].label}
     parts = mixes[0].params["of"].split("+")
     assert len(parts) == 2 and set(parts) <= rows
+
+
+@pytest.mark.parametrize("weights", [[1.0], [0.5, -0.5], [0.0, 0.0], "many"])
+def test_a_saved_mixture_with_bad_weights_is_refused_on_load(tmp_path, text, weights):
+    import zipfile
+
+    from lmeval_mix import Mix
+
+    tok = lmeval.CharTokenizer()
+    vocab = tok.fit(text.read_text())
+    model = lmeval.build_model("mix:of=uniform+ngram:order=2", vocab)
+    model.fit(tok.encode(text.read_text()))
+    model.save(tmp_path / "m")
+    with zipfile.ZipFile(tmp_path / "m") as archive:
+        members = {name: archive.read(name) for name in archive.namelist()}
+    meta = json.loads(members["mix.json"])
+    meta["weights"] = weights
+    members["mix.json"] = json.dumps(meta).encode()
+    with zipfile.ZipFile(tmp_path / "bad", "w") as archive:
+        for name, data in members.items():
+            archive.writestr(name, data)
+    assert np.isfinite(Mix.load(tmp_path / "m").score(tok.encode("the"))).all()
+    with pytest.raises(lmeval.LmevalError, match="weights are not 2 numbers"):
+        Mix.load(tmp_path / "bad")

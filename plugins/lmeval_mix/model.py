@@ -281,6 +281,20 @@ class Mix(lmeval.LanguageModel):
                         model.parts[part["item"]] = host.models.get(part["model"]).load(member)
         except (KeyError, ValueError, zipfile.BadZipFile, OSError) as exc:
             raise lmeval.LmevalError(f"cannot load the mixture {path}: {exc}") from None
-        model.weights = np.asarray(meta["weights"], dtype=np.float64)
+        try:
+            weights = np.asarray(meta["weights"], dtype=np.float64).reshape(-1)
+        except (KeyError, TypeError, ValueError):
+            weights = np.array([])
+        if (
+            len(weights) != len(model.items)
+            or not np.all(np.isfinite(weights))
+            or np.any(weights < 0)
+            or not weights.sum() > 0
+        ):
+            raise lmeval.LmevalError(
+                f"cannot load the mixture {path}: its weights are not {len(model.items)} "
+                "numbers at least 0 and not all 0; save it again"
+            )
+        model.weights = weights / weights.sum()
         model._facts = meta.get("facts", {})
         return model
