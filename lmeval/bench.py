@@ -59,7 +59,7 @@ from .models import ModelSpec, resolve_params
 from .plugins import PluginHost
 from .progressbars import progress
 from .resources import peak_memory, reset_peak_memory
-from .suite import DataConfig, Run, Suite, build_suite, load_suite
+from .suite import DataConfig, Run, Suite, build_suite, load_suite, with_parts
 from .version import __version__
 
 FORMAT = "lmeval-bench/1"
@@ -372,6 +372,8 @@ def execute(task: Task, corpus: Corpus, host: PluginHost | None = None) -> dict[
             cache=task.cache_root if task.cache_root is not None else False,
         )
         [row] = [r for r in comparison.results if r["label"] == task.label]
+        if task.parts:  # compared with its own parts, fitted only to make it: no ranking
+            row = {**row, "vs_best": None}
     except KeyboardInterrupt:
         raise
     except Exception as exc:  # a run that cannot even start: its record says why
@@ -452,7 +454,7 @@ def _as_suite(suite: Suite | str | Path | dict[str, Any], host: PluginHost) -> S
     if isinstance(suite, Suite):
         for item in suite.plugins:
             host.load_path_or_module(item, "suite plugins")
-        return suite
+        return with_parts(suite, host)
     if isinstance(suite, dict):
         return build_suite(suite, host, source="suite")
     return load_suite(suite, host)

@@ -35,7 +35,7 @@ from .bootstrap import (
 from .cache import ModelCache, as_cache, cache_key, key_material, uncacheable_reason
 from .corpus import Corpus, DataOptions, load_corpus
 from .distributed import is_main_process, rank, world_size
-from .errors import LmevalError, PluginWarning, UsageError, one_line
+from .errors import LmevalError, LmevalWarning, PluginWarning, UsageError, one_line
 from .files import check_writable
 from .host import load_host
 from .metrics import Scores, TextStats
@@ -707,6 +707,8 @@ def compare(
     arpa_dir = _output_folder(save_arpa, "--save-arpa", specs, ".arpa")
     corpus, tok = _setup(host, corpus, tokenizer, lines, min_freq, **data)
     prepared = prepare_models(specs, tok, seed=seed, host=host)
+    if not models:
+        prepared = _defaults_that_can_run(prepared, corpus, isolate, host)
     if not is_main_process():
         return _help_train(prepared, corpus, seed, host)
     for folder, option in ((save_dir, "--save-models"), (arpa_dir, "--save-arpa")):
@@ -790,6 +792,37 @@ def compare(
     _bootstrap(comparison, corpus, prepared, tok.lines, bootstrap, confidence, seed)
     comparison.meta["isolated"] = isolate
     return comparison
+
+
+def _defaults_that_can_run(
+    prepared: list[tuple[ModelSpec, LanguageModel, Tokenizer]],
+    corpus: Corpus,
+    isolate: bool,
+    host: PluginHost,
+) -> list[tuple[ModelSpec, LanguageModel, Tokenizer]]:
+    """The default comparison less its rows made from other rows where those cannot
+    run: a part is missing (its plugin is not installed), ``isolate`` fits every row in
+    a process of its own, or there is no validation text (such a row learns how to
+    combine its parts on held-out text, and the parts were trained on all the rest).
+    Said in a warning, not an error: nobody asked for those rows."""
+    labels = {spec.label for spec, _, _ in prepared}
+    left_out: dict[str, str] = {}
+    with using(host):
+        for spec, model, _ in prepared:
+            try:
+                made = model.needs(labels - {spec.label})
+            except UsageError as exc:
+                left_out[spec.label] = one_line(exc)
+                continue
+            if made and isolate:
+                left_out[spec.label] = "--isolate fits every row alone, and it is made from rows"
+            elif made and not corpus.valid:
+                left_out[spec.label] = "it is made from rows, and there is no validation text"
+    for label, why in left_out.items():
+        warnings.warn(
+            f"the default comparison leaves out {label}: {why}", LmevalWarning, stacklevel=3
+        )
+    return [item for item in prepared if item[0].label not in left_out]
 
 
 def _needs(
@@ -886,7 +919,8 @@ def _help_train(
     its order, and nothing else (rank 0 scores, verifies and writes the results)."""
     trained = []
     with using(host):
-        for spec, model, model_tok in prepared:
+        # rank 0's order: a row comes after the rows it is made from
+        for spec, model, model_tok in _fit_order(prepared, _needs(prepared, isolate=False)):
             if getattr(model, "distributed", False):
                 fit_model(model, model_tok, corpus, seed)
                 trained.append(spec.label)

@@ -35,7 +35,7 @@ import itertools
 import math
 import re
 import tomllib
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -407,6 +407,16 @@ def _models(where: _Where, value: Any, host: PluginHost, base: Path) -> list[Mod
     return result
 
 
+def with_parts(suite: Suite, host: PluginHost) -> Suite:
+    """``suite`` with its ``parts`` found (a suite built in Python rather than read
+    from a file or a dict has none yet); errors name the suite as its file's do."""
+    if suite.parts:
+        return suite
+    with using(host):
+        parts = _parts(_Where(str(suite.path or suite.name)), suite.models, host)
+    return replace(suite, parts=parts)
+
+
 def _parts(where: _Where, models: list[ModelSpec], host: PluginHost) -> dict[str, list[ModelSpec]]:
     """The models of the suite each model is made from (``LanguageModel.needs``: a
     mixture of other rows), parts of parts first, so that a run of it fits them too
@@ -423,9 +433,9 @@ def _parts(where: _Where, models: list[ModelSpec], host: PluginHost) -> dict[str
             continue
         try:
             model = cls(Vocabulary(["x"], eos="\n"), **spec.params)
+            wanted = list(model.needs(set(by_label) - {spec.label}))
         except UsageError as exc:
             raise where.fail(f"models.{spec.label}", str(exc)) from None
-        wanted = list(model.needs(set(by_label) - {spec.label}))
         if wanted:
             direct[spec.label] = wanted
 

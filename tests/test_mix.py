@@ -182,8 +182,17 @@ def test_the_default_comparison_mixes_its_own_rows():
     assert len(parts) == 2 and set(parts) <= rows
 
 
-@pytest.mark.parametrize("weights", [[1.0], [0.5, -0.5], [0.0, 0.0], "many"])
-def test_a_saved_mixture_with_bad_weights_is_refused_on_load(tmp_path, text, weights):
+@pytest.mark.parametrize(
+    ("key", "value", "message"),
+    [
+        ("weights", [1.0], "weights are not 2 numbers"),
+        ("weights", [0.5, -0.5], "weights are not 2 numbers"),
+        ("weights", [0.0, 0.0], "weights are not 2 numbers"),
+        ("weights", "many", "weights are not 2 numbers"),
+        ("parts", [{"item": "kn3", "model": "ngram"}], "parts are not the models of its of="),
+    ],
+)
+def test_a_tampered_saved_mixture_is_refused_on_load(tmp_path, text, key, value, message):
     import zipfile
 
     from lmeval_mix import Mix
@@ -196,11 +205,79 @@ def test_a_saved_mixture_with_bad_weights_is_refused_on_load(tmp_path, text, wei
     with zipfile.ZipFile(tmp_path / "m") as archive:
         members = {name: archive.read(name) for name in archive.namelist()}
     meta = json.loads(members["mix.json"])
-    meta["weights"] = weights
+    meta[key] = value
     members["mix.json"] = json.dumps(meta).encode()
     with zipfile.ZipFile(tmp_path / "bad", "w") as archive:
         for name, data in members.items():
             archive.writestr(name, data)
     assert np.isfinite(Mix.load(tmp_path / "m").score(tok.encode("the"))).all()
-    with pytest.raises(lmeval.LmevalError, match="weights are not 2 numbers"):
+    with pytest.raises(lmeval.LmevalError, match=message):
         Mix.load(tmp_path / "bad")
+
+
+def _default_host(with_rnn: bool):
+    """The usual models, with a stand-in for the rnn (the default mixture's part) that
+    fits in no time, or none."""
+    from lmeval_uniform import Uniform
+
+    class StandIn(Uniform):
+        name = "rnn"
+        yardstick = False
+        recommended = "rnn:budget=60s"
+        params = (lmeval.Param("budget", str, "60s", "ignored: a stand-in"),)
+
+    host = lmeval.load_host()
+    host.models.remove("rnn")
+    if with_rnn:
+        host.models.add("rnn", StandIn, "test")
+    return host
+
+
+def test_the_default_comparison_has_its_mixture_row(text):
+    result = lmeval.compare(None, text=text, host=_default_host(True), bootstrap=0)
+    rows = {r["label"]: r for r in result.results}
+    mix = rows["mix:of=ngram:order=5+rnn:budget=60s"]
+    assert mix.get("error") is None and mix["verified"] is True
+    assert mix["bits_per_char"] <= rows["ngram:order=5"]["bits_per_char"] + 0.01
+
+
+@pytest.mark.parametrize(
+    ("with_rnn", "data", "why"),
+    [
+        (True, {"split": (0.9, 0.0, 0.1)}, "no validation text"),
+        (False, {}, "rnn:budget=60s"),  # its part's plugin is not installed
+    ],
+)
+def test_the_default_comparison_leaves_out_a_mixture_it_cannot_make(text, with_rnn, data, why):
+    with pytest.warns(lmeval.LmevalWarning, match=f"leaves out mix:of=.*{why}"):
+        result = lmeval.compare(None, text=text, host=_default_host(with_rnn), bootstrap=0, **data)
+    labels = [r["label"] for r in result.results]
+    assert "ngram:order=5" in labels and not any(label.startswith("mix") for label in labels)
+    assert all(r.get("error") is None for r in result.results)
+
+
+def test_a_suite_built_in_python_mixes_its_rows_and_ranks_no_mixture(tmp_path, numbered_text):
+    path = tmp_path / "s.toml"
+    path.write_text(f'[datasets.d]\ntext = "{numbered_text(300)}"\n[models.u]\nmodel = "uniform"\n')
+    host = lmeval.load_host()
+    data = lmeval.load_suite(path, host).datasets
+    models = [lmeval.parse_spec(s) for s in ("a=ngram:order=2", "m=mix:of=a+uniform", "uniform")]
+    suite = lmeval.Suite(name="py", datasets=data, models=models, bootstrap=200)
+    records = lmeval.run_suite(suite, output=tmp_path / "r.jsonl", cache=False, host=host)
+    by_label = {r["label"]: r for r in records}
+    assert by_label["m"].get("error") is None and by_label["m"]["verified"] is True
+    assert by_label["m"]["vs_best"] is None  # its own parts are no rivals
+
+
+def test_weights_of_any_size_and_a_one_model_mixture_without_validation(text):
+    result = compare(
+        text,
+        "kn=ngram:order=2",
+        "w=mix:of=kn+uniform,weights=100000000000000000000+1",
+        "one=mix:of=kn",
+        split=(0.9, 0.0, 0.1),
+    )
+    rows = {r["label"]: r for r in result.results}
+    assert rows["w"].get("error") is None and rows["one"].get("error") is None
+    assert rows["w"]["details"]["weights"]["kn"] == pytest.approx(1.0, abs=1e-15)
+    assert rows["one"]["bits_per_char"] == pytest.approx(rows["kn"]["bits_per_char"], rel=1e-12)

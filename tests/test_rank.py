@@ -116,3 +116,30 @@ def test_torchrun_trains_one_rnn_in_two_processes_as_one_process_does(tmp_path, 
         assert row["details"][key] == alone["details"][key]
     assert row["bits_per_char"] == pytest.approx(alone["bits_per_char"], rel=1e-6)
     assert row["bits_per_char"] < 1.0  # it learned: the uniform row pays about 4.6
+
+
+def test_torchrun_fits_rows_in_rank_0s_order_when_a_mixture_comes_first(tmp_path, numbered_text):
+    """The other ranks train the distributed rows in rank 0's order, which puts a row
+    after those it is made from; had they kept the order given, the two networks
+    would meet the wrong partner and both fail."""
+    import json
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    torchrun = Path(sys.executable).with_name("torchrun")
+    if not torchrun.exists():
+        pytest.skip("torch's torchrun launcher is not beside this Python")
+    out = tmp_path / "ddp.json"
+    rnn = "rnn:budget=2000tok,batch=8,steps=16,device=cpu,threads=1"
+    command = [
+        str(torchrun), "--nproc-per-node", "2", "--standalone", "-m", "lmeval", "compare",
+        "-m", "m=mix:of=big+kn", "-m", f"small={rnn},hidden=8", "-m", f"big={rnn},hidden=16",
+        "-m", "kn=ngram:order=2", "--text", str(numbered_text(200)), "--format", "json",
+        "-o", str(out), "--bootstrap", "0", "-q",
+    ]  # fmt: skip
+    done = subprocess.run(command, capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr[-2000:]
+    rows = {r["label"]: r for r in json.loads(out.read_text())["results"]}
+    assert list(rows) == ["m", "small", "big", "kn"]
+    assert all(r.get("error") is None and r["details"].get("ranks", 2) == 2 for r in rows.values())

@@ -36,7 +36,8 @@ def _weights(text: str) -> str:
         raise ValueError("give weights as numbers joined by +: weights=0.3+0.7") from None
     if any(not math.isfinite(v) or v < 0 for v in values) or not sum(values) > 0:
         raise ValueError("weights must be finite, at least 0, and not all 0")
-    return "+".join(str(v) for v in values)
+    # positional, never 1e+20: the exponent's + is the separator
+    return "+".join(np.format_float_positional(v, trim="-") for v in values)
 
 
 def logsumexp_rows(logs: np.ndarray, log_weights: np.ndarray) -> np.ndarray:
@@ -64,7 +65,7 @@ def em_weights(
     k = len(logs)
     weights = np.full(k, 1.0 / k)
     history: list[float] = []
-    with np.errstate(divide="ignore"):
+    with np.errstate(divide="ignore", invalid="ignore"):
         for _ in range(iterations):
             mixed = logsumexp_rows(logs, np.log(weights))
             history.append(float(mixed.mean()))
@@ -147,7 +148,7 @@ class Mix(lmeval.LanguageModel):
             if item in labels:
                 continue
             try:
-                lmeval.build_model(item, self.vocab)
+                part = lmeval.build_model(item, self.vocab)
             except lmeval.UsageError as exc:
                 if (
                     lmeval.parse_spec(item).name
@@ -158,6 +159,11 @@ class Mix(lmeval.LanguageModel):
                         f"called that: add the row (-m {item}=SPEC) or name a model"
                     ) from None
                 raise lmeval.UsageError(f"of=: {item}: {exc}") from None
+            if lmeval.world_size() > 1 and getattr(part, "distributed", False):
+                raise lmeval.UsageError(
+                    f"of=: under torchrun the ranks train rows together, not a mixture's "
+                    f"parts: give {item} a row of its own (-m NAME={item}) and mix NAME"
+                )
         return [item for item in self.items if item in labels]
 
     def attach(self, rows: dict[str, lmeval.LanguageModel]) -> None:
@@ -168,13 +174,14 @@ class Mix(lmeval.LanguageModel):
         specs = [item for item in self.items if item not in self.parts]
         missing_valid = valid_ids is None or len(valid_ids) == 0
         fixed = bool(self.config["weights"])
-        if missing_valid and not fixed and len(specs) < len(self.items):
+        weighed = not fixed and len(self.items) > 1  # its weights come from EM
+        if missing_valid and weighed and len(specs) < len(self.items):
             raise lmeval.LmevalError(
                 "the mixture fits its weights on validation text, and its rows were trained "
                 "on all the training text: give a validation split (--split 0.8,0.1,0.1 or "
                 "--valid FILE), or weights="
             )
-        if missing_valid and not fixed and len(self.items) > 1:
+        if missing_valid and weighed:
             # the weights fit on the start, which none of its parts sees; not the end,
             # which the test text usually continues and is the most useful to train on
             # (as the rnn carves its own validation)
@@ -270,6 +277,10 @@ class Mix(lmeval.LanguageModel):
                 meta = json.loads(archive.read("mix.json"))
                 vocab = lmeval.Vocabulary.from_dict(meta["vocab"])
                 model = cls(vocab, **meta["config"])
+                if [part["item"] for part in meta["parts"]] != model.items:
+                    raise lmeval.LmevalError(
+                        f"{path}: its parts are not the models of its of={model.config['of']}"
+                    )
                 with tempfile.TemporaryDirectory(ignore_cleanup_errors=True) as tmp:
                     for i, part in enumerate(meta["parts"]):
                         if part["model"] not in host.models:
@@ -279,7 +290,7 @@ class Mix(lmeval.LanguageModel):
                             )
                         member = Path(archive.extract(f"part-{i}", tmp))
                         model.parts[part["item"]] = host.models.get(part["model"]).load(member)
-        except (KeyError, ValueError, zipfile.BadZipFile, OSError) as exc:
+        except (KeyError, TypeError, ValueError, zipfile.BadZipFile, OSError) as exc:
             raise lmeval.LmevalError(f"cannot load the mixture {path}: {exc}") from None
         try:
             weights = np.asarray(meta["weights"], dtype=np.float64).reshape(-1)
