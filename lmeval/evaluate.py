@@ -39,7 +39,7 @@ from .errors import LmevalError, LmevalWarning, PluginWarning, UsageError, one_l
 from .files import check_writable
 from .host import load_host
 from .metrics import Scores, TextStats
-from .models import LanguageModel, ModelSpec, parse_spec, resolve_params
+from .models import LanguageModel, ModelSpec, made_from, parse_spec, resolve_params
 from .plugins import PluginHost, active_host, using
 from .records import BOOTSTRAP_KEYS, RECORD_KEYS
 from .saved import save_model
@@ -847,20 +847,8 @@ def _needs(
             )
         if wanted:
             needs[spec.label] = wanted
-    seen: set[str] = set()
-
-    def visit(label: str, path: tuple[str, ...]) -> None:
-        if label in path:
-            cycle = " -> ".join([*path[path.index(label) :], label])
-            raise UsageError(f"models made from each other in a circle: {cycle}")
-        if label in seen:
-            return
-        for other in needs.get(label, []):
-            visit(other, (*path, label))
-        seen.add(label)
-
     for label in needs:
-        visit(label, ())
+        made_from(needs, label)  # refuses a circle
     return needs
 
 
@@ -868,17 +856,11 @@ def _fit_order(
     prepared: list[tuple[ModelSpec, LanguageModel, Tokenizer]], needs: dict[str, list[str]]
 ) -> list[tuple[ModelSpec, LanguageModel, Tokenizer]]:
     """The rows in the order asked, except that a row comes after those it is made from."""
-    by_label = {spec.label: item for item in prepared for spec in [item[0]]}
+    by_label = {item[0].label: item for item in prepared}
     done: dict[str, tuple[ModelSpec, LanguageModel, Tokenizer]] = {}
-
-    def place(label: str) -> None:
-        if label not in done:
-            for other in needs.get(label, []):
-                place(other)
-            done[label] = by_label[label]
-
     for spec, _, _ in prepared:
-        place(spec.label)
+        for label in [*made_from(needs, spec.label), spec.label]:
+            done.setdefault(label, by_label[label])
     return list(done.values())
 
 

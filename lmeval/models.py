@@ -17,7 +17,7 @@ import difflib
 import math
 import re
 from abc import ABC, abstractmethod
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
@@ -216,6 +216,33 @@ class LanguageModel(ABC):
     def details(self) -> dict[str, Any]:
         """Extra JSON-serialisable facts for the result record (history, notes, device)."""
         return {}
+
+
+class MadeFromCircle(UsageError):
+    """Models made from each other in a circle; ``cycle`` names them, the first again last."""
+
+    def __init__(self, cycle: list[str]) -> None:
+        self.cycle = cycle
+        super().__init__(f"models made from each other in a circle: {' -> '.join(cycle)}")
+
+
+def made_from(needs: Mapping[str, Sequence[str]], label: str) -> list[str]:
+    """Every model ``label`` is made from, directly or through others (``needs``: each
+    label's direct parts, as :meth:`LanguageModel.needs` names them), each after its
+    own parts: the order to fit them in. Raises :class:`MadeFromCircle` on a circle."""
+    order: list[str] = []
+
+    def visit(current: str, path: tuple[str, ...]) -> None:
+        if current in path:
+            raise MadeFromCircle([*path[path.index(current) :], current])
+        if current in order:  # finished: had it led back to the path, that was a circle
+            return
+        for other in needs.get(current, ()):
+            visit(other, (*path, current))
+        order.append(current)
+
+    visit(label, ())
+    return order[:-1]  # the last is ``label`` itself
 
 
 def sample_id(logp: np.ndarray, temperature: float, rng: np.random.Generator) -> int:

@@ -43,7 +43,7 @@ from .bootstrap import check_bootstrap
 from .corpus import DEFAULT_SPLIT, parse_split
 from .errors import UsageError, one_line
 from .files import DEFAULT_MAX_BYTES, parse_size, read_text
-from .models import ModelSpec, parse_spec, resolve_params
+from .models import MadeFromCircle, ModelSpec, made_from, parse_spec, resolve_params
 from .plugins import PluginHost, using
 from .verify import DEFAULT_POSITIONS
 
@@ -439,18 +439,13 @@ def _parts(where: _Where, models: list[ModelSpec], host: PluginHost) -> dict[str
         if wanted:
             direct[spec.label] = wanted
 
-    def closure(label: str, path: tuple[str, ...]) -> list[str]:
-        if label in path:
-            cycle = " -> ".join([*path[path.index(label) :], label])
-            raise where.fail(f"models.{label}", f"models made from each other in a circle: {cycle}")
-        out: list[str] = []
-        for other in direct.get(label, []):
-            for inner in [*closure(other, (*path, label)), other]:
-                if inner not in out:
-                    out.append(inner)
-        return out
-
-    return {label: [by_label[x] for x in closure(label, ())] for label in direct}
+    parts: dict[str, list[ModelSpec]] = {}
+    for label in direct:
+        try:
+            parts[label] = [by_label[x] for x in made_from(direct, label)]
+        except MadeFromCircle as exc:
+            raise where.fail(f"models.{exc.cycle[0]}", str(exc)) from None
+    return parts
 
 
 def _seeds(where: _Where, value: Any) -> list[int]:
