@@ -51,11 +51,15 @@ class Vocabulary:
     end of every line in line mode (``None`` in stream mode).
     """
 
-    def __init__(self, tokens: Sequence[str], eos: str | None = None) -> None:
+    def __init__(
+        self, tokens: Sequence[str], eos: str | None = None, *, distinct: bool = False
+    ) -> None:
+        """``distinct``: the caller knows ``tokens`` are (a vocabulary of millions of
+        words is built without checking it)."""
         itos = [UNK] + [t for t in tokens if t != UNK]
         if eos is not None and eos not in itos:
             itos.append(eos)
-        if len(set(itos)) != len(itos):
+        if not distinct and len(set(itos)) != len(itos):
             raise ValueError("vocabulary tokens must be unique")
         self.itos: list[str] = itos
         self.stoi: dict[str, int] = dict(zip(itos, range(len(itos)), strict=True))
@@ -88,21 +92,7 @@ class Vocabulary:
         if reserved:
             skip = set(reserved)
             kept = [t for t in kept if t not in skip]
-        return cls._unique([*reserved, *kept], eos)
-
-    @classmethod
-    def _unique(cls, tokens: list[str], eos: str | None) -> Vocabulary:
-        """A vocabulary of ``tokens`` known to be distinct (no check of that)."""
-        vocab = cls.__new__(cls)
-        itos = tokens if tokens and tokens[0] == UNK else [UNK, *tokens]
-        if UNK in itos[1:]:
-            itos = [UNK, *[t for t in itos if t != UNK]]
-        if eos is not None and eos not in itos:
-            itos.append(eos)
-        vocab.itos = itos
-        vocab.stoi = dict(zip(itos, range(len(itos)), strict=True))
-        vocab.eos = eos
-        return vocab
+        return cls([*reserved, *kept], eos=eos, distinct=True)
 
     def __len__(self) -> int:
         return len(self.itos)
@@ -333,14 +323,14 @@ class WordTokenizer(Tokenizer):
     def _chunks(self, text: str) -> Iterator[list[str]]:
         """The words of ``text`` in chunks of whole lines, in line mode with the
         marker word after every line (an unfinished last line included)."""
-        if self.lines and text and not text.endswith("\n"):
-            text += "\n"
         start = 0
         while start < len(text):
             end = text.find("\n", min(start + self.CHUNK, len(text)) - 1)
             end = len(text) if end < 0 else end + 1
             piece = text[start:end]
             start = end
+            if self.lines and start == len(text) and not piece.endswith("\n"):
+                piece += "\n"  # the unfinished last line, ended (not a copy of the text)
             yield piece.replace("\n", f" {self._MARK} ").split() if self.lines else piece.split()
 
     def fit(self, text: str) -> Vocabulary:
