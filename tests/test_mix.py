@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -281,3 +282,38 @@ def test_weights_of_any_size_and_a_one_model_mixture_without_validation(text):
     assert rows["w"].get("error") is None and rows["one"].get("error") is None
     assert rows["w"]["details"]["weights"]["kn"] == pytest.approx(1.0, abs=1e-15)
     assert rows["one"]["bits_per_char"] == pytest.approx(rows["kn"]["bits_per_char"], rel=1e-12)
+
+
+def test_a_suite_of_mixtures_in_a_circle_is_one_line_naming_the_model(tmp_path, numbered_text):
+    suite = tmp_path / "s.toml"
+    suite.write_text(
+        f'[datasets.d]\ntext = "{numbered_text(50)}"\n'
+        '[models.m]\nspec = "mix:of=n"\n[models.n]\nspec = "mix:of=m"\n'
+    )
+    with pytest.raises(lmeval.UsageError) as caught:
+        lmeval.load_suite(suite, lmeval.load_host())
+    assert (
+        str(caught.value)
+        == f"{suite}: models.m: models made from each other in a circle: m -> n -> m"
+    )
+
+
+def test_a_mixture_with_a_cheating_part_is_refused(text):
+    cheats = str(Path(__file__).resolve().parent / "cheating_models.py")
+    result = compare(
+        text, "kn=ngram:order=3", "m=mix:of=kn+peek-current", plugins=[cheats], verify=8
+    )
+    rows = {r["label"]: r for r in result.results}
+    assert rows["kn"]["verified"] is True
+    assert rows["m"]["perplexity"] is None and "normalisation" in rows["m"]["error"]
+
+
+@pytest.mark.slow
+def test_the_default_comparison_under_isolate_leaves_out_its_mixture(text):
+    # slow: the isolated children know only the real rnn, which trains its 60 s there
+    with pytest.warns(lmeval.LmevalWarning, match="leaves out mix:of=.*--isolate"):
+        result = lmeval.compare(
+            None, text=text, host=_default_host(True), bootstrap=0, isolate=True
+        )
+    labels = [r["label"] for r in result.results]
+    assert "ngram:order=5" in labels and not any(label.startswith("mix") for label in labels)
