@@ -54,6 +54,7 @@ from .metrics import Metric, Scores, TextStats, perplexity
 from .models import LanguageModel, ModelSpec, Param, at_least, in_range, parse_spec, sample_id
 from .plugins import PluginHost, active_host
 from .progressbars import progress, progress_enabled, set_progress
+from .resources import usable_cores
 from .saved import load_model
 from .suite import Suite, build_suite, load_suite
 from .tokenizers import EOS, UNK, CharTokenizer, Tokenizer, Vocabulary, WordTokenizer
@@ -130,5 +131,6 @@ __all__ = [
     "save_tokens",
     "sample_id",
     "set_progress",
+    "usable_cores",
     "verify_model",
 ]

@@ -58,7 +58,7 @@ from .host import load_host
 from .models import ModelSpec, resolve_params
 from .plugins import PluginHost
 from .progressbars import progress
-from .resources import peak_memory, reset_peak_memory
+from .resources import peak_memory, reset_peak_memory, usable_cores
 from .suite import DataConfig, Run, Suite, build_suite, load_suite, with_parts
 from .version import __version__
 
@@ -540,18 +540,10 @@ def _is_cached(run: Run, corpus: Corpus, cache: ModelCache, host: PluginHost, to
 def _threads_per_job(executor: str, jobs: int) -> int | None:
     """torch threads per worker so that the workers do not oversubscribe the cores."""
     if executor == "processes":
-        return max(1, _usable_cores() // jobs)
+        return max(1, usable_cores() // jobs)
     if executor == "ray":
         return 1  # each task asks Ray for one CPU
     return None
-
-
-def _usable_cores() -> int:
-    """The cores this process may run on (its affinity mask, where the OS has one)."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:
-        return os.cpu_count() or 1
 
 
 def run_suite(

@@ -1,4 +1,4 @@
-"""What a run cost the process: its peak resident memory.
+"""What the process has and what a run cost it: its CPU cores, its peak resident memory.
 
 Linux keeps a process's peak resident set (``VmHWM`` in ``/proc/self/status``)
 and lets the process reset it (writing ``5`` to ``/proc/self/clear_refs``), so
@@ -9,11 +9,19 @@ run's figure is the process's peak so far, and the method says so.
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
 _STATUS = Path("/proc/self/status")
 _CLEAR_REFS = Path("/proc/self/clear_refs")
+
+
+def usable_cores() -> int:
+    """The CPU cores this process may run on (its affinity mask, where the OS has one)."""
+    if hasattr(os, "sched_getaffinity"):
+        return max(1, len(os.sched_getaffinity(0)))
+    return max(1, os.cpu_count() or 1)
 
 
 def reset_peak_memory() -> bool:

@@ -20,13 +20,14 @@ never ``<s> <s> a``.
 from __future__ import annotations
 
 import math
-import os
 import tempfile
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+
+import lmeval
 
 from . import kernels
 from .hashing import HashIndex, index_for
@@ -299,7 +300,7 @@ def _count_windows(
     """
     end = radix  # one past <s>; end + 1 marks an empty row of the table
     dtype = token_dtype(radix + 2)
-    threads = 2 if _threads() > 1 else 1
+    threads = 2 if lmeval.usable_cores() > 1 else 1
     cut = _halfway(out[0].counts)
     ranges = [(0, cut), (cut, radix)] if threads > 1 and 0 < cut < radix else [(0, radix)]
     # a row of the table: the window, then a 32-bit (64 for int64 tokens) count in
@@ -381,10 +382,7 @@ class _WindowCounter:
             if start >= len(self.ids) and not runs:
                 return rows, counts  # it all fitted: nothing written
             name = self.spill / f"{low}-{len(runs)}"
-            paths = (name.with_suffix(".rows.npy"), name.with_suffix(".counts.npy"))
-            np.save(paths[0], rows)
-            np.save(paths[1], counts)
-            runs.append(paths)
+            runs.append(_write_run(name, rows, counts))
             self.written.append(name)
             del rows, counts
             if start >= len(self.ids):
@@ -396,10 +394,7 @@ class _WindowCounter:
         (each step of a merge looks at the head of every run)."""
         while len(runs) > MERGE_WAYS:
             rows, counts = self._merge(runs[:MERGE_WAYS], into)
-            name = into.with_name(f"{into.stem}-{len(runs)}")
-            paths = (name.with_suffix(".rows.npy"), name.with_suffix(".counts.npy"))
-            np.save(paths[0], rows)
-            np.save(paths[1], counts)
+            paths = _write_run(into.with_name(f"{into.stem}-{len(runs)}"), rows, counts)
             del rows, counts
             runs = [*runs[MERGE_WAYS:], paths]
         rows = [np.load(r, mmap_mode="r") for r, _ in runs]
@@ -419,18 +414,18 @@ class _WindowCounter:
         return merged, out_counts[:used].copy()
 
 
+def _write_run(name: Path, rows: np.ndarray, counts: np.ndarray) -> tuple[Path, Path]:
+    """A sorted run of windows and their counts written beside ``name``: the two files."""
+    paths = (name.with_suffix(".rows.npy"), name.with_suffix(".counts.npy"))
+    np.save(paths[0], rows)
+    np.save(paths[1], counts)
+    return paths
+
+
 def _halfway(tally: np.ndarray) -> int:
     """The token id that splits the positions into two halves by the first token of
     their windows (ids below it, and the rest), from the tokens' counts."""
     return int(np.searchsorted(np.cumsum(tally), tally.sum() / 2))
-
-
-def _threads() -> int:
-    """The cores this process may use (its affinity mask, where the OS has one)."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # pragma: no cover - macOS, Windows
-        return os.cpu_count() or 1
 
 
 def continuation_counts(tables: list[OrderCounts], n: int) -> np.ndarray:

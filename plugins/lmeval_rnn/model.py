@@ -39,7 +39,6 @@ from .sizes import (
     MemoryEstimate,
     available_memory,
     cpu_bf16,
-    cpu_cores,
     human,
     parameter_shapes,
     tensor_count,
@@ -117,7 +116,7 @@ def _seed_check(value: int) -> str | None:
 def _threads_check(value: int) -> str | None:
     """At most the cores there are: torch crashes the process (a segmentation fault)
     on a thread count far beyond them."""
-    cores = cpu_cores()
+    cores = lmeval.usable_cores()
     if 0 <= value <= cores:
         return None
     return f"this process may use {cores} CPU core(s): give 0 (torch's default) up to {cores}"
@@ -255,7 +254,7 @@ def _threads(count: int):
         yield
         return
     before = torch.get_num_threads()
-    torch.set_num_threads(min(count, cpu_cores()))  # far beyond the cores torch crashes
+    torch.set_num_threads(min(count, lmeval.usable_cores()))  # far beyond the cores torch crashes
     try:
         yield
     finally:
@@ -712,8 +711,8 @@ class RNN(lmeval.LanguageModel):
                 config["precision"] = "fp32"  # a training setting this CPU cannot take
             config["device"] = str(device)
             threads = config.get("threads", 0)
-            if isinstance(threads, int) and threads > cpu_cores():
-                config["threads"] = cpu_cores()  # it came from a machine with more cores
+            if isinstance(threads, int) and threads > lmeval.usable_cores():
+                config["threads"] = lmeval.usable_cores()  # it came from a machine with more cores
             model = cls._restored(lmeval.Vocabulary.from_dict(data["vocab"]), config)
             state = data["state"]
             history = [dict(row) for row in data.get("history", [])]

@@ -1,5 +1,5 @@
 """What a configuration costs, known before anything is built: the shapes of its
-tensors, the bytes training it takes, the memory, CPU cores and instructions there are.
+tensors, the bytes training it takes, the memory and the CPU instructions there are.
 
 No torch at import time, and nothing here allocates from a configuration: the
 model checks a spec when it is constructed (before ``lmeval compare`` trains
@@ -229,13 +229,6 @@ def available_memory(device) -> tuple[int | None, str]:
         if size is not None
     ]
     return min(bounds) if bounds else (None, "")
-
-
-def cpu_cores() -> int:
-    """The CPU cores this process may run on (its affinity where the OS tells it)."""
-    if hasattr(os, "sched_getaffinity"):
-        return max(1, len(os.sched_getaffinity(0)))
-    return max(1, os.cpu_count() or 1)
 
 
 @functools.lru_cache(maxsize=1)
