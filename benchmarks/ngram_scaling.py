@@ -31,8 +31,10 @@ counting loops on first use and caches them: run once before timing.
 hold, made by repeating the 100 MB corpus's lines in a shuffled order (seed 0;
 real lines, so real n-gram statistics, but fewer distinct n-grams per MB than
 new text would have), measured once at character order 5 and word order 3:
-lmeval counts it within its default ``memory=2G``, writing sorted runs to disk
-and merging them, as KenLM's ``lmplz -S 1G`` does.
+lmeval reads the training file a piece at a time and counts it within its
+default ``memory=2G`` (past it, sorted runs go to disk and are merged, as
+KenLM's ``lmplz -S 1G`` does); its 10 % test text is held whole, with its ids
+and scores, which is most of lmeval's peak there.
 
     KENLM_BIN=~/kenlm/build/bin python benchmarks/ngram_scaling.py \\
         [--sizes 1 10 50 100] [--char-orders 5 7] [--word-orders 3 5] [--repeats 3] \\

@@ -41,23 +41,31 @@ from .bootstrap import (
     replicate_totals,
     stream_layout,
 )
-from .corpus import Corpus, load_corpus, split_text
+from .corpus import Corpus, TextFile, load_corpus, split_text
 from .datasets import Dataset, RemoteText
 from .distributed import is_main_process, local_rank, rank, world_size
 from .errors import LmevalError, LmevalWarning, PluginWarning, UsageError
 from .evaluate import Comparison, Interrupted, build_model, compare, evaluate_model, train
 from .export import save_tokens
-from .files import atomic_write, format_size, parse_size, read_text
+from .files import atomic_write, format_size, iter_text, parse_size, read_text
 from .hookspecs import hookimpl
 from .host import load_host
 from .metrics import Metric, Scores, TextStats, perplexity
 from .models import LanguageModel, ModelSpec, Param, at_least, in_range, parse_spec, sample_id
 from .plugins import PluginHost, active_host
 from .progressbars import progress, progress_enabled, set_progress
-from .resources import usable_cores
+from .resources import release_memory, usable_cores
 from .saved import load_model
 from .suite import Suite, build_suite, load_suite
-from .tokenizers import EOS, UNK, CharTokenizer, Tokenizer, Vocabulary, WordTokenizer
+from .tokenizers import (
+    EOS,
+    UNK,
+    CharTokenizer,
+    TokenChunks,
+    Tokenizer,
+    Vocabulary,
+    WordTokenizer,
+)
 from .verify import Verification, verify_model
 from .version import __version__
 
@@ -108,6 +116,8 @@ __all__ = [
     "LmevalError",
     "ModelSpec",
     "Param",
+    "TextFile",
+    "TokenChunks",
     "Tokenizer",
     "UsageError",
     "Vocabulary",
@@ -126,11 +136,13 @@ __all__ = [
     "progress",
     "progress_enabled",
     "read_text",
+    "iter_text",
     "parse_size",
     "format_size",
     "save_tokens",
     "sample_id",
     "set_progress",
     "usable_cores",
+    "release_memory",
     "verify_model",
 ]

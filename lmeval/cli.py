@@ -33,6 +33,7 @@ from .files import check_writable, parse_size
 from .host import load_host
 from .plugins import using
 from .report import FORMATS
+from .resources import share_allocator_arena
 from .verify import DEFAULT_POSITIONS
 from .version import __version__
 
@@ -866,4 +867,5 @@ cli_bench.register(cli)
 
 
 def main() -> None:
+    share_allocator_arena()  # before any thread allocates: memory freed is memory returned
     cli.main()

@@ -8,35 +8,149 @@ model is never scored on text interleaved with what it trained on.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TypedDict
 
 from .datasets import BUILTIN_DATASETS
-from .errors import UsageError
-from .files import DEFAULT_MAX_BYTES, read_text
+from .errors import LmevalError, UsageError
+from .files import DEFAULT_MAX_BYTES, iter_text, line_pieces, read_text
 
 DEFAULT_SPLIT = (0.8, 0.1, 0.1)
 
 
 @dataclass(frozen=True)
-class Corpus:
-    """The three texts a comparison uses, and where they came from."""
+class TextFile:
+    """A text file read as :func:`lmeval.read_text` reads it, whole or in pieces,
+    as often as asked: each reading first checks that the file is the one first
+    seen (its size and modification time), so that every pass reads the same text."""
 
-    name: str
-    train: str
-    test: str
-    valid: str | None = None
-    sources: dict[str, str] = field(default_factory=dict)
+    path: Path
+    encoding: str = "utf-8"
+    max_bytes: int = DEFAULT_MAX_BYTES
+    stamp: tuple[int, int] = field(default=(-1, -1), compare=False)
+
+    @classmethod
+    def open(cls, path: Path, encoding: str = "utf-8", max_bytes: int = DEFAULT_MAX_BYTES):
+        """The file, stamped now; its first piece read, so that a missing, binary or
+        undecodable start fails here rather than when the text is first used."""
+        found = cls(path, encoding, max_bytes, _stamp(path))
+        next(found.pieces(), None)
+        return found
+
+    def read(self) -> str:
+        self._unchanged()
+        return read_text(self.path, self.encoding, self.max_bytes)
+
+    def pieces(self) -> Iterator[str]:
+        """The text in pieces of whole lines (:func:`lmeval.iter_text`)."""
+        self._unchanged()
+        return iter_text(self.path, self.encoding, self.max_bytes)
+
+    def _unchanged(self) -> None:
+        if self.stamp != (-1, -1) and _stamp(self.path) != self.stamp:
+            raise LmevalError(
+                f"{self.path} changed while lmeval was reading it: run again once it is final"
+            )
+
+
+def _stamp(path: Path) -> tuple[int, int]:
+    try:
+        info = path.stat()
+    except OSError:
+        return (-1, -1)  # reading it says what is wrong
+    return info.st_size, info.st_mtime_ns
+
+
+class Corpus:
+    """The three texts a comparison uses, and where they came from.
+
+    ``train`` may be a :class:`TextFile`: then the training text is read when
+    first asked for (:attr:`train`), and :meth:`train_pieces` reads it in pieces
+    of whole lines without ever holding all of it, which is how a model that
+    fits from chunks (:attr:`lmeval.LanguageModel.fits_from_chunks`) trains on a
+    text many times the memory of the process. A corpus sent to another process
+    (pickled) carries the text itself: the file may not be there.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        train: str | TextFile,
+        test: str,
+        valid: str | None = None,
+        sources: dict[str, str] | None = None,
+    ) -> None:
+        self.name = name
+        self.test = test
+        self.valid = valid
+        self.sources = dict(sources or {})
+        self._train = train
+        # what a full pass over a training file learnt: SHA-256 and line count
+        self._train_facts: tuple[str, int] | None = None
+
+    def __repr__(self) -> str:
+        return f"Corpus(name={self.name!r}, sources={self.sources!r})"
+
+    def __getstate__(self) -> dict:
+        # the text itself (the file may not be there), not kept here once sent
+        text = self._train.read() if isinstance(self._train, TextFile) else self._train
+        return {**self.__dict__, "_train": text}
+
+    @property
+    def train(self) -> str:
+        """The training text (read from its file on first use, then kept)."""
+        if isinstance(self._train, TextFile):
+            self._train = self._train.read()
+        return self._train
+
+    def train_pieces(self) -> Iterator[str]:
+        """The training text in pieces of whole lines (only the last may be
+        unfinished), read from its file when it was not read yet: joined, they are
+        :attr:`train`. The first full pass learns the text's checksum and lines."""
+        if not isinstance(self._train, TextFile):
+            yield from line_pieces(self._train)
+            return
+        if self._train_facts is not None:  # known: no second checksum of the file
+            yield from self._train.pieces()
+            return
+        digest, lines = hashlib.sha256(), 0
+        last = ""
+        for piece in self._train.pieces():
+            digest.update(piece.encode("utf-8"))
+            lines += piece.count("\n")
+            last = piece
+            yield piece
+        if last and not last.endswith("\n"):
+            lines += 1
+        self._train_facts = (digest.hexdigest(), lines)
+
+    def _train_summary(self) -> tuple[str, int]:
+        """The training text's SHA-256 and line count, without holding a file's text."""
+        if isinstance(self._train, TextFile):
+            if self._train_facts is None:
+                for _ in self.train_pieces():
+                    pass
+            assert self._train_facts is not None
+            return self._train_facts
+        text = self._train
+        return hashlib.sha256(text.encode("utf-8")).hexdigest(), count_lines(text)
 
     def checksums(self) -> dict[str, str]:
         """SHA-256 of each split's UTF-8 text (results carry them for reproducibility)."""
-        parts = {"train": self.train, "valid": self.valid, "test": self.test}
-        return {k: hashlib.sha256(v.encode("utf-8")).hexdigest() for k, v in parts.items() if v}
+        sums = {"train": self._train_summary()[0]}
+        for name, text in (("valid", self.valid), ("test", self.test)):
+            if text:
+                sums[name] = hashlib.sha256(text.encode("utf-8")).hexdigest()
+        return sums
 
     def line_counts(self) -> dict[str, int]:
-        parts = {"train": self.train, "valid": self.valid, "test": self.test}
-        return {k: count_lines(v) for k, v in parts.items() if v is not None}
+        counts = {"train": self._train_summary()[1]}
+        for name, text in (("valid", self.valid), ("test", self.test)):
+            if text is not None:
+                counts[name] = count_lines(text)
+        return counts
 
 
 def count_lines(text: str) -> int:
@@ -157,11 +271,22 @@ def load_corpus(
             raise UsageError("give either --train/--test files or --text/--dataset, not both")
         if train is None or test is None:
             raise UsageError("--train and --test go together (and --valid optionally)")
+        # a regular file is read a piece at a time, as often as needed; a pipe or a
+        # device (/dev/stdin, <(zcat ...)) can be read once: it is read whole
+        train_text = (
+            TextFile.open(Path(train), encoding, max_bytes)
+            if Path(train).is_file()
+            else read_text(train, encoding, max_bytes)
+        )
         files = {"train": train, "valid": valid, "test": test}
-        texts = {k: read_text(p, encoding, max_bytes) for k, p in files.items() if p is not None}
+        texts = {
+            k: read_text(p, encoding, max_bytes)
+            for k, p in files.items()
+            if p is not None and k != "train"
+        }
         return Corpus(
             name=Path(train).name,
-            train=texts["train"],
+            train=train_text,
             valid=texts.get("valid"),
             test=texts["test"],
             sources={k: str(p) for k, p in files.items() if p is not None},

@@ -11,6 +11,7 @@ import math
 import platform
 import random
 import secrets
+import sys
 import time
 import traceback
 import warnings
@@ -42,8 +43,9 @@ from .metrics import Scores, TextStats
 from .models import LanguageModel, ModelSpec, made_from, parse_spec, resolve_params
 from .plugins import PluginHost, active_host, using
 from .records import BOOTSTRAP_KEYS, RECORD_KEYS
+from .resources import release_memory
 from .saved import save_model
-from .tokenizers import Tokenizer, Vocabulary
+from .tokenizers import TokenChunks, Tokenizer, Vocabulary
 from .verify import (
     DEFAULT_POSITIONS,
     SPAN,
@@ -124,7 +126,29 @@ class Interrupted(KeyboardInterrupt):
 def check_scores(logprobs: Any, expected: int) -> np.ndarray:
     """The scores as float64 if they keep the contract, else :class:`ContractViolation`;
     a value above 0 by at most 1e-12 is rounding and becomes 0."""
-    return np.minimum(as_logprobs(logprobs, expected, "score()", 1e-12), 0.0)
+    scores = as_logprobs(logprobs, expected, "score()", 1e-12)
+    if (scores > 0).any():
+        return np.minimum(scores, 0.0)
+    # a model that keeps the array it returned (a buffer it reuses) may write into
+    # it again while it is verified: then it is copied; nobody else's is not
+    fresh = scores.base is None and _holders(scores) <= _FRESH_HOLDERS
+    if scores is logprobs and not fresh:
+        return scores.copy()
+    return scores
+
+
+def _holders(array: np.ndarray) -> int:
+    return sys.getrefcount(array)
+
+
+def _held_as_in_check_scores(logprobs: np.ndarray) -> int:
+    scores = logprobs  # an argument and a local, as check_scores holds its scores
+    return _holders(scores)
+
+
+#: What :func:`_holders` counts inside :func:`check_scores` for an array nobody
+#: else holds (measured, so that it is this Python's way of counting).
+_FRESH_HOLDERS = _held_as_in_check_scores(np.zeros(1))
 
 
 def compute_metrics(
@@ -211,7 +235,14 @@ def prepare_models(
 def fit_model(model: LanguageModel, tokenizer: Tokenizer, corpus: Corpus, seed: int = 0) -> float:
     """Fit ``model`` on the corpus' training (and validation) text; the seconds it took."""
     seed_everything(seed)
-    train_ids = tokenizer.encode(corpus.train)
+    train_ids: np.ndarray | TokenChunks
+    if model.fits_from_chunks and tokenizer.reads_in_pieces:  # never the whole text at once
+        train_ids = TokenChunks(
+            lambda: tokenizer.fitted_ids(corpus) or tokenizer.encode_pieces(corpus.train_pieces()),
+            lines=tokenizer.lines,
+        )
+    else:
+        train_ids = tokenizer.encode(corpus.train)
     valid_ids = tokenizer.encode(corpus.valid) if corpus.valid else None
     start = time.perf_counter()
     model.fit(train_ids, valid_ids)
@@ -297,7 +328,9 @@ def evaluate_model(
                 model, record["fit_seconds"] = hit
             else:
                 record["fit_seconds"] = fit_model(model, tokenizer, corpus, seed)
+            release_memory()  # what training made and dropped: not under the scoring
             test_ids = read_only(tokenizer.encode(corpus.test))
+            release_memory()
             stage("scoring")
             start = time.perf_counter()
             logprobs = check_scores(model.score(test_ids), len(test_ids))
@@ -786,6 +819,7 @@ def compare(
             "not_run": [spec.label for spec, _, _ in prepared if spec.label not in done]
         }
         raise Interrupted(comparison) from None
+    tok.forget_fitted_ids()  # every model is fitted: what the tokenizer kept for them goes
     order = {spec.label: i for i, (spec, _, _) in enumerate(prepared)}
     comparison.results.sort(key=lambda r: order[r["label"]])  # as asked, whatever the fit order
     comparison.meta = _meta(corpus, tok, seed, comparison.results, host, verify, verify_seed)
@@ -1078,6 +1112,7 @@ def train(
     [(_, model, model_tok)] = prepare_models([parsed], tok, seed=seed, host=host)
     with using(host):
         fit_model(model, model_tok, corpus, seed)
+    tok.forget_fitted_ids()  # the caller keeps the tokenizer: not the training text's ids
     return model, model_tok
 
 
@@ -1095,7 +1130,11 @@ def _setup(
         raise UsageError("give a corpus or the data to read (text, train, dataset...), not both")
     if corpus is None:
         corpus = load_corpus(**data, datasets=host.datasets)
-    tok.fit(corpus.train)
+    if tok.reads_in_pieces:  # a training file is read a piece at a time, never whole
+        tok.fit_pieces(corpus.train_pieces(), source=corpus)
+    else:
+        tok.fit(corpus.train)
+    release_memory()  # what counting a vocabulary of millions of words made and dropped
     return corpus, tok
 
 

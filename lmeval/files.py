@@ -238,20 +238,28 @@ def read_bytes(
     chunk as it arrives and may refuse the input early by raising. Missing
     files, folders and damaged ``.gz`` files are one-line errors too.
     """
-    p = Path(path)
+    return b"".join(_byte_chunks(Path(path), max_bytes, what, check, _CHUNK))
+
+
+def _byte_chunks(
+    p: Path,
+    max_bytes: int,
+    what: str,
+    check: Callable[[bytes, int], None] | None,
+    chunk_bytes: int,
+) -> Iterator[bytes]:
+    """The bytes of ``p`` in chunks of ``chunk_bytes``, as :func:`read_bytes` reads them."""
     if not p.exists():
         raise LmevalError(f"{what} not found: {p}")
     if p.is_dir():
         raise LmevalError(f"{p} is a folder, not a {what}")
-    chunks: list[bytes] = []
     size = 0
     try:
         opener = gzip.open if p.suffix == ".gz" else open
         with opener(p, "rb") as handle:
-            while chunk := handle.read(min(_CHUNK, max_bytes + 1 - size)):
+            while chunk := handle.read(min(chunk_bytes, max_bytes + 1 - size)):
                 if check is not None:
                     check(chunk, size)
-                chunks.append(chunk)
                 size += len(chunk)
                 if size > max_bytes:
                     raise LmevalError(
@@ -259,11 +267,11 @@ def read_bytes(
                         + (" once decompressed" if p.suffix == ".gz" else "")
                         + f" (the limit): pass --max-bytes {_larger(max_bytes)} to read more"
                     )
+                yield chunk
     except (gzip.BadGzipFile, zlib.error, EOFError) as exc:
         raise LmevalError(f"{p} is a damaged gzip file ({exc or 'it ends early'})") from None
     except OSError as exc:
         raise LmevalError(f"cannot read {p}: {exc.strerror or exc}") from None
-    return b"".join(chunks)
 
 
 def _larger(limit: int) -> str:
@@ -285,12 +293,39 @@ def read_text(
     ``--encoding``, and names the byte offset of input invalid for the encoding.
     """
     p = Path(path)
+    wide, refuse_binary = _text_checks(p, encoding)
+    data = read_bytes(p, max_bytes, check=refuse_binary)
+    try:
+        text = data.decode(encoding)
+    except UnicodeDecodeError as exc:
+        raise _undecodable(p, encoding, wide, data, exc.start) from None
+    except (UnicodeError, LookupError, TypeError) as exc:  # a codec that is not for text
+        raise UsageError(f"--encoding {encoding} cannot read text files ({exc})") from None
+    _refuse_nul_character(p, encoding, wide, text, 0)
+    # Line ends are normalised and a byte-order mark dropped: checksums and byte
+    # counts describe the text as lmeval reads it, not the raw file.
+    text = text.removeprefix("\ufeff")
+    if "\r\n" in text:  # no copy of a text that has none
+        text = text.replace("\r\n", "\n")
+    if not text or text.isspace():
+        raise LmevalError(f"{p} is empty: give a file with some text")
+    return text
+
+
+def _text_checks(p: Path, encoding: str) -> tuple[bool, Callable[[bytes, int], None]]:
+    """Whether ``encoding`` is UTF-16 or UTF-32, and the check that refuses a binary
+    file as its bytes arrive; an encoding unknown or not for text is refused here."""
     try:
         canonical = codecs.lookup(encoding).name
-    except LookupError:
+        b"x".decode(encoding, "ignore")  # a codec that is not for text (base64) refuses
+    except LookupError as exc:
+        if "text encoding" in str(exc):
+            raise UsageError(f"--encoding {encoding} cannot read text files ({exc})") from None
         raise UsageError(
             f"unknown encoding {encoding!r}: give one Python knows, e.g. utf-8"
         ) from None
+    except (UnicodeError, TypeError) as exc:
+        raise UsageError(f"--encoding {encoding} cannot read text files ({exc})") from None
     wide = canonical.startswith(("utf-16", "utf-32"))
 
     def refuse_binary(chunk: bytes, offset: int) -> None:
@@ -302,32 +337,125 @@ def read_text(
                 f"{p} looks binary (a NUL byte at offset {offset + nul:,}): give a text file"
             )
 
-    data = read_bytes(p, max_bytes, check=refuse_binary)
-    try:
-        text = data.decode(encoding)
-    except UnicodeDecodeError as exc:
-        if not wide and (wide_kind := _wide_encoding(data)) is not None:
-            raise LmevalError(
-                f"{p} looks like {wide_kind} text: pass --encoding {wide_kind}"
-            ) from None
-        raise LmevalError(
-            f"{p} is not valid {encoding} (byte {exc.start}): pass --encoding, e.g. latin-1"
-        ) from None
-    except (UnicodeError, LookupError, TypeError) as exc:  # a codec that is not for text
-        raise UsageError(f"--encoding {encoding} cannot read text files ({exc})") from None
+    return wide, refuse_binary
+
+
+def _undecodable(p: Path, encoding: str, wide: bool, head: bytes, at: int) -> LmevalError:
+    """The error for bytes invalid in ``encoding`` at byte ``at`` (``head``: the
+    file's first bytes, to tell UTF-16 text read as UTF-8)."""
+    if not wide and (wide_kind := _wide_encoding(head)) is not None:
+        return LmevalError(f"{p} looks like {wide_kind} text: pass --encoding {wide_kind}")
+    return LmevalError(f"{p} is not valid {encoding} (byte {at}): pass --encoding, e.g. latin-1")
+
+
+def _refuse_nul_character(p: Path, encoding: str, wide: bool, text: str, before: int) -> None:
+    """A NUL character in UTF-16/32 text (``before``: characters read earlier)."""
     if wide and (nul := text.find("\x00")) >= 0:
         raise LmevalError(
-            f"{p} decoded as {encoding} holds a NUL character (character {nul:,}): "
+            f"{p} decoded as {encoding} holds a NUL character (character {before + nul:,}): "
             "it is binary, or in another encoding (utf-32? utf-16-be?)"
         )
-    # Line ends are normalised and a byte-order mark dropped: checksums and byte
-    # counts describe the text as lmeval reads it, not the raw file.
-    text = text.removeprefix("\ufeff")
-    if "\r\n" in text:  # no copy of a text that has none
-        text = text.replace("\r\n", "\n")
-    if not text or text.isspace():
+
+
+#: Bytes per piece of :func:`iter_text` unless told otherwise.
+PIECE_BYTES = 2**20
+_BOMS = (codecs.BOM_UTF32_LE, codecs.BOM_UTF32_BE, codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)
+
+
+def iter_text(
+    path: str | os.PathLike[str],
+    encoding: str = "utf-8",
+    max_bytes: int = DEFAULT_MAX_BYTES,
+    *,
+    piece_bytes: int | None = None,
+) -> Iterator[str]:
+    """The text :func:`read_text` returns, in pieces of whole lines (about
+    ``piece_bytes`` each, :data:`PIECE_BYTES` by default; only the last may end
+    without a newline). Joined, the pieces are that text: a byte-order mark
+    dropped, ``\\r\\n`` made ``\\n``. The checks are ``read_text``'s, made as the
+    bytes arrive: a file with several faults may be refused for another of them
+    first, and after some pieces (an invalid byte far into the file, a file of
+    nothing but spaces). Memory is one piece, whatever the file's size.
+    """
+    p = Path(path)
+    wide, refuse_binary = _text_checks(p, encoding)
+    decoder = None
+    head = b""  # the file's first bytes, to tell a UTF-16 file decoded as UTF-8
+    offset = 0  # bytes handed to the decoder so far
+    chars = 0  # characters yielded so far
+    hold = ""  # a \r that may be the first half of a \r\n split between chunks
+    line: list[str] = []  # the text after the last newline so far, in parts
+    blank = True  # nothing but white space so far
+    chunks = _byte_chunks(p, max_bytes, "file", refuse_binary, piece_bytes or PIECE_BYTES)
+    for chunk in _with_end(chunks):
+        final = chunk is None
+        if decoder is None:
+            head = chunk[:4096] if chunk else b""
+            decoder = _decoder_for(encoding, head)
+        try:
+            pending = len(decoder.getstate()[0])
+            text = decoder.decode(b"" if final else chunk, final=final)
+        except UnicodeDecodeError as exc:
+            raise _undecodable(p, encoding, wide, head, offset - pending + exc.start) from None
+        except UnicodeError as exc:
+            raise UsageError(f"--encoding {encoding} cannot read text files ({exc})") from None
+        if not final:
+            offset += len(chunk)
+        if not chars and not line and text:
+            text = text.removeprefix("\ufeff")
+        text = hold + text
+        hold = "\r" if text.endswith("\r") and not final else ""
+        if hold:
+            text = text[:-1]
+        if "\r\n" in text:  # no copy of a text that has none
+            text = text.replace("\r\n", "\n")
+        _refuse_nul_character(p, encoding, wide, text, chars + sum(map(len, line)))
+        blank = blank and text.isspace() if text else blank
+        cut = len(text) if final else text.rfind("\n") + 1
+        if not cut and not final:
+            line.append(text)  # a line longer than a chunk: joined once, when it ends
+            continue
+        piece = "".join([*line, text[:cut]])
+        line = [text[cut:]] if cut < len(text) else []
+        if piece:
+            chars += len(piece)
+            yield piece
+    if blank:
         raise LmevalError(f"{p} is empty: give a file with some text")
-    return text
+
+
+def _decoder_for(encoding: str, head: bytes) -> codecs.IncrementalDecoder:
+    """An incremental decoder of ``encoding``; UTF-16 or UTF-32 text without a
+    byte-order mark in this machine's byte order, as ``bytes.decode`` reads it."""
+    canonical = codecs.lookup(encoding).name
+    if canonical in ("utf-16", "utf-32") and not head.startswith(_BOMS):
+        encoding = f"{canonical}-{'le' if sys.byteorder == 'little' else 'be'}"
+    return codecs.getincrementaldecoder(encoding)()
+
+
+#: Characters per piece of :func:`line_pieces`.
+PIECE_CHARS = 2**20
+
+
+def line_pieces(text: str, chars: int | None = None) -> Iterator[str]:
+    """``text`` in pieces of whole lines, about ``chars`` each (a line longer than
+    that is a piece of its own): what works a piece at a time on a text of
+    hundreds of MB (splitting it into words, encoding it) then holds one piece's
+    worth of temporaries, not the whole text's. ``chars``: :data:`PIECE_CHARS`
+    unless given."""
+    chars = chars or PIECE_CHARS
+    start = 0
+    while start < len(text):
+        end = text.find("\n", min(start + chars, len(text)) - 1)
+        end = len(text) if end < 0 else end + 1
+        yield text[start:end]
+        start = end
+
+
+def _with_end(chunks: Iterator[bytes]) -> Iterator[bytes | None]:
+    """The chunks, then ``None`` (the decoder's final call)."""
+    yield from chunks
+    yield None
 
 
 def _wide_encoding(data: bytes) -> str | None:
@@ -350,8 +478,8 @@ def _wide_encoding(data: bytes) -> str | None:
             guess = "utf-16-le"
         else:
             return None
-    try:
-        data.decode(guess)
+    try:  # data may be the head of a file, cut inside a character
+        codecs.getincrementaldecoder(guess)().decode(data)
     except UnicodeDecodeError:
         return None
     return guess

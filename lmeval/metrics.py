@@ -22,6 +22,8 @@ from typing import ClassVar
 
 import numpy as np
 
+from .files import line_pieces
+
 
 @dataclass(frozen=True)
 class TextStats:
@@ -37,7 +39,12 @@ class TextStats:
 
     @classmethod
     def of(cls, text: str, ids: np.ndarray, unk_id: int, lines_mode: bool = True) -> TextStats:
-        chars, nbytes = len(text), len(text.encode("utf-8"))
+        # a piece at a time: the words of a text of millions of them, as Python
+        # strings, would take several times the text's memory
+        chars, nbytes, words = len(text), 0, 0
+        for piece in line_pieces(text):
+            nbytes += len(piece.encode("utf-8"))
+            words += len(piece.split())
         n_lines = text.count("\n")
         if lines_mode and text and not text.endswith("\n"):  # the last line is ended too
             chars, nbytes, n_lines = chars + 1, nbytes + 1, n_lines + 1
@@ -47,7 +54,7 @@ class TextStats:
             bytes=nbytes,
             lines=n_lines if lines_mode else 1,
             oovs=int(np.count_nonzero(ids == unk_id)),
-            words=len(text.split()),
+            words=words,
         )
 
 

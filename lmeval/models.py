@@ -144,6 +144,13 @@ class LanguageModel(ABC):
     #: ``save`` and ``load``). ``False`` for a model whose fit reads something the
     #: cache's key does not cover, such as a file named by a parameter.
     cacheable: ClassVar[bool] = True
+    #: Whether :meth:`fit` takes its training ids as a :class:`TokenChunks` (chunks
+    #: of whole lines, made again chunk by chunk each time they are iterated) when
+    #: the tokenizer can give them so, instead of one array: a model that counts
+    #: (an n-gram) then trains on a text many times the process's memory.
+    #: ``np.asarray(chunks)`` is the array, for what needs it whole. A subclass
+    #: inherits it: one whose own ``fit`` needs the array says ``False``.
+    fits_from_chunks: ClassVar[bool] = False
 
     def __init__(self, vocab: Vocabulary, **params: Any) -> None:
         self.vocab = vocab
@@ -151,7 +158,9 @@ class LanguageModel(ABC):
 
     @abstractmethod
     def fit(self, train_ids: np.ndarray, valid_ids: np.ndarray | None = None) -> None:
-        """Estimate the model from training ids (validation ids for early stopping etc.)."""
+        """Estimate the model from training ids (validation ids for early stopping etc.);
+        a :class:`TokenChunks` instead of the training array where
+        :attr:`fits_from_chunks` asks for it."""
 
     @abstractmethod
     def score(self, ids: np.ndarray) -> np.ndarray:

@@ -1,4 +1,5 @@
-"""What the process has and what a run cost it: its CPU cores, its peak resident memory.
+"""What the process has and what a run cost it: its CPU cores, its peak resident
+memory; and a way to give freed memory back to the OS between stages.
 
 Linux keeps a process's peak resident set (``VmHWM`` in ``/proc/self/status``)
 and lets the process reset it (writing ``5`` to ``/proc/self/clear_refs``), so
@@ -9,8 +10,11 @@ run's figure is the process's peak so far, and the method says so.
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import os
 import sys
+from functools import cache
 from pathlib import Path
 
 _STATUS = Path("/proc/self/status")
@@ -48,3 +52,48 @@ def peak_memory() -> tuple[int | None, str]:
         return None, "unavailable"
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return (peak if sys.platform == "darwin" else peak * 1024), "ru_maxrss"
+
+
+@cache
+def _libc(name: str):
+    """A function of glibc (``malloc_trim``, ``mallopt``), or ``None`` where the C
+    library has none."""
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        return getattr(libc, name)
+    except (OSError, AttributeError):
+        return None
+
+
+#: ``mallopt``'s parameter for the most arenas (glibc's ``M_ARENA_MAX``).
+_M_ARENA_MAX = -8
+
+
+def share_allocator_arena() -> bool:
+    """Have every thread allocate from one arena (glibc); whether it could be set.
+
+    By default each thread that allocates gets arenas of its own, and what a
+    thread frees there stays in its arenas: two counting threads that grow and
+    drop tables of tens of MB leave a hundred MB or more resident that the
+    process no longer uses (measured: 470 against 393 MB peak, counting 50 MB of
+    text). The command line calls it first thing; threads started before it
+    keep their arenas. Large allocations are not slowed by sharing one.
+    """
+    mallopt = _libc("mallopt")
+    return mallopt is not None and bool(mallopt(_M_ARENA_MAX, 1))
+
+
+def release_memory() -> bool:
+    """Hand the memory freed so far back to the OS; whether it could be.
+
+    C's allocator (glibc's) keeps freed blocks of up to 32 MB for reuse, so
+    after a stage that made and dropped large arrays (counting, say) the
+    process still holds hundreds of MB it no longer uses, and the next stage's
+    peak stacks on top. Call it between stages that free much of what they
+    made; it costs a few milliseconds.
+    """
+    trim = _libc("malloc_trim")
+    if trim is None:
+        return False
+    trim(0)
+    return True

@@ -17,8 +17,8 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections import Counter
-from collections.abc import Iterable, Iterator, Sequence
-from itertools import count, repeat
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from itertools import repeat
 from typing import Any, ClassVar
 
 import numpy as np
@@ -121,6 +121,30 @@ class Vocabulary:
         return cls(data["tokens"], eos=data.get("eos"))
 
 
+class TokenChunks:
+    """The ids of a text in chunks, made again each time they are iterated.
+
+    What a model whose ``fits_from_chunks`` is true gets to train on: in line
+    mode every chunk is whole lines (it ends with the end-of-line id), in stream
+    mode a chunk may end anywhere between two tokens. Iterating reads and
+    encodes the text once more, one chunk in memory at a time (or, for the word
+    tokenizer, gathers the ids from the word numbers it kept);
+    ``np.asarray(chunks)`` is their concatenation, for what needs it whole.
+    """
+
+    def __init__(self, make: Callable[[], Iterable[np.ndarray]], lines: bool = True) -> None:
+        self._make = make
+        self.lines = lines
+
+    def __iter__(self) -> Iterator[np.ndarray]:
+        return iter(self._make())
+
+    def __array__(self, dtype=None, copy=None) -> np.ndarray:
+        parts = list(self)
+        whole = np.concatenate(parts) if parts else np.zeros(0, dtype=np.int32)
+        return whole if dtype is None else whole.astype(dtype, copy=False)
+
+
 class Tokenizer(ABC):
     """Turns text into ids and back. Subclasses define how a line splits into tokens.
 
@@ -172,12 +196,61 @@ class Tokenizer(ABC):
         ]
 
     def fit(self, text: str) -> Vocabulary:
-        counts: Counter[str] = Counter()
-        for piece in self._pieces(text):
-            counts.update(piece)
+        """Build the vocabulary of ``text``."""
+        return self.fit_pieces([text])
+
+    def fit_pieces(self, pieces: Iterable[str], *, source: object = None) -> Vocabulary:
+        """Build the vocabulary of the text ``pieces`` make up, one piece in memory
+        at a time. Pieces of whole lines give what :meth:`fit` gives on their
+        concatenation where :attr:`reads_in_pieces` says so. ``source`` names the
+        text (the corpus it is the training text of): :meth:`fitted_ids` may then
+        give its ids without reading it again."""
+        counts = self._count(pieces)
         eos = self.eos_token if self.lines else None
         self.vocab = Vocabulary.build(counts, eos=eos, min_freq=self.min_freq)
         return self.vocab
+
+    def fitted_ids(self, source: object) -> Iterator[np.ndarray] | None:
+        """The ids of the text :meth:`fit_pieces` built the vocabulary from, in
+        chunks of whole lines, where the tokenizer kept what it takes to give them
+        and that text was ``source``; ``None`` otherwise (then :meth:`encode_pieces`
+        it)."""
+        return None
+
+    def forget_fitted_ids(self) -> None:
+        """Drop what :meth:`fitted_ids` keeps (once every model is fitted)."""
+        return None  # this tokenizer keeps nothing
+
+    def _count(self, pieces: Iterable[str]) -> Counter[str]:
+        """How often each token occurs in the pieces (the end-of-line token included)."""
+        counts: Counter[str] = Counter()
+        for text in pieces:
+            for piece in self._pieces(text):
+                counts.update(piece)
+        return counts
+
+    @property
+    def reads_in_pieces(self) -> bool:
+        """Whether :meth:`fit_pieces` and :meth:`encode_pieces` over pieces of whole
+        lines give what :meth:`fit` and :meth:`encode` give over the whole text: in
+        line mode, unless a subclass changes how a text is cut into lines or makes
+        its own ``fit`` or ``encode`` (a learnt subword vocabulary, say: it gets the
+        whole text). In stream mode ``split`` sees the whole text, which may not be
+        cut at lines."""
+        return (
+            self.lines
+            and getattr(self._pieces, "__func__", None) is Tokenizer._pieces
+            and self._own_fit_and_encode()
+        )
+
+    def _own_fit_and_encode(self) -> bool:
+        """Whether ``fit`` and ``encode`` are lmeval's (no subclass replaced them)."""
+        mine = type(self)
+        return mine.fit is Tokenizer.fit and mine.encode in _OWN_ENCODES
+
+    def encode_pieces(self, pieces: Iterable[str]) -> Iterator[np.ndarray]:
+        """:meth:`encode` of each piece: the ids of the text they make up, in chunks."""
+        return map(self.encode, pieces)
 
     def _require_vocab(self) -> Vocabulary:
         if self.vocab is None:
@@ -258,22 +331,25 @@ class CharTokenizer(Tokenizer):
         if self.lines and text and not text.endswith("\n"):
             yield np.array([ord("\n")], dtype=np.uint32)
 
-    def fit(self, text: str) -> Vocabulary:
+    @property
+    def reads_in_pieces(self) -> bool:
+        fast = self._fast() and self._own_fit_and_encode()
+        return fast or super().reads_in_pieces
+
+    def _count(self, pieces: Iterable[str]) -> Counter[str]:
         if not self._fast():
-            return super().fit(text)
+            return super()._count(pieces)
         tally = np.zeros(0, dtype=np.int64)
-        for codes in self._code_chunks(text):
-            counted = np.bincount(codes)
-            if len(counted) > len(tally):
-                tally = np.concatenate([tally, np.zeros(len(counted) - len(tally), np.int64)])
-            tally[: len(counted)] += counted
+        for text in pieces:
+            for codes in self._code_chunks(text):
+                counted = np.bincount(codes)
+                if len(counted) > len(tally):
+                    tally = np.concatenate([tally, np.zeros(len(counted) - len(tally), np.int64)])
+                tally[: len(counted)] += counted
         seen = np.flatnonzero(tally)
-        counts = Counter(
+        return Counter(
             {chr(c): int(n) for c, n in zip(seen.tolist(), tally[seen].tolist(), strict=True)}
         )
-        eos = "\n" if self.lines else None
-        self.vocab = Vocabulary.build(counts, eos=eos, min_freq=self.min_freq)
-        return self.vocab
 
     def encode(self, text: str) -> np.ndarray:
         if not self._fast():
@@ -305,12 +381,12 @@ class WordTokenizer(Tokenizer):
         return line.split()
 
     # Fast paths: the words of the whole text, cut by str.split in C a chunk of lines
-    # at a time, are the words of its lines one after another; a marker word that no
-    # text from a file can hold (NUL) stands where each line ends. On 50 MB of text
-    # that is 10x the per-line Python path, with memory bounded by the chunk. They
-    # hold only while the tokens are exactly str.split's (as for CharTokenizer).
+    # at a time, are the words of its lines one after another, with the end-of-line
+    # word put where each line ends, wherever the text holds no such word itself
+    # (a piece that does takes the per-line path). On 50 MB of text that is 10x the
+    # per-line Python path, with memory bounded by the chunk. They hold only while
+    # the tokens are exactly str.split's (as for CharTokenizer).
 
-    _MARK = "\x00"
     #: Characters of text split at once (a chunk's words are Python objects).
     CHUNK = 1 << 22
 
@@ -321,73 +397,110 @@ class WordTokenizer(Tokenizer):
         )
 
     def _chunks(self, text: str) -> Iterator[list[str]]:
-        """The words of ``text`` in chunks of whole lines, in line mode with the
-        marker word after every line (an unfinished last line included)."""
+        """The tokens of ``text`` (in line mode: words and end-of-line words, a
+        literal end-of-line word ``<unk>``) in chunks of whole lines."""
         start = 0
         while start < len(text):
             end = text.find("\n", min(start + self.CHUNK, len(text)) - 1)
             end = len(text) if end < 0 else end + 1
             piece = text[start:end]
             start = end
-            if self.lines and start == len(text) and not piece.endswith("\n"):
-                piece += "\n"  # the unfinished last line, ended (not a copy of the text)
-            yield piece.replace("\n", f" {self._MARK} ").split() if self.lines else piece.split()
+            if not self.lines:
+                yield piece.split()
+            elif self.eos_token in piece:  # the word itself, or inside one: line by line
+                yield [token for line in self._pieces(piece) for token in line]
+            else:
+                words = piece.replace("\n", f" {self.eos_token} ").split()
+                if not piece.endswith("\n"):
+                    words.append(self.eos_token)  # the unfinished last line, ended
+                yield words
 
-    def fit(self, text: str) -> Vocabulary:
-        if not self._fast() or self._MARK in text:
-            return super().fit(text)
-        # one pass numbers the words by first appearance (dict.setdefault, in C); their
-        # counts and, for encode of this same text, their ids follow with numpy
-        first: dict[str, int] = {}
-        seen = 0
-        positions = []
-        for words in self._chunks(text):
-            positions.append(
-                np.fromiter(
-                    map(first.setdefault, words, count(seen)), dtype=np.int64, count=len(words)
+    @property
+    def reads_in_pieces(self) -> bool:
+        fast = self._fast() and self._own_fit_and_encode()
+        return fast or super().reads_in_pieces
+
+    def fit_pieces(self, pieces: Iterable[str], *, source: object = None) -> Vocabulary:
+        if not self._fast():
+            return super().fit_pieces(pieces, source=source)
+        # every word numbered by its first appearance in one pass of C dict lookups;
+        # the numbers (4 bytes a word) are kept, so that the ids of this same text
+        # (fitted_ids) are one gather, not a second pass of splitting and lookups
+        numbering = _Numbering()
+        numbered: list[np.ndarray] = []
+        tally = np.zeros(1 << 16, dtype=np.int64)
+        for text in pieces:
+            for words in self._chunks(text):
+                numbers = np.fromiter(
+                    map(numbering.__getitem__, words), dtype=np.int32, count=len(words)
                 )
-            )
-            seen += len(words)
-        at = np.concatenate(positions) if positions else np.zeros(0, dtype=np.int64)
-        del positions
-        order = np.zeros(max(seen, 1), dtype=np.int64)
-        order[np.fromiter(first.values(), dtype=np.int64, count=len(first))] = np.arange(len(first))
-        numbered = order[at]  # each word's number, by first appearance
-        del at, order
-        tokens = list(first)
-        tally = np.bincount(numbered, minlength=len(tokens)).tolist()
-        counts: Counter[str] = Counter(dict(zip(tokens, tally, strict=True)))
-        if self.lines:  # a literal end-of-line word inside a line is <unk>, as _pieces has it
-            literal = counts.pop(self.eos_token, 0)
-            if literal:
-                counts[UNK] += literal
-            counts[self.eos_token] = counts.pop(self._MARK, 0)
-        self.vocab = Vocabulary.build(
-            counts, eos=self.eos_token if self.lines else None, min_freq=self.min_freq
-        )
-        self._fitted = (text, tokens, numbered)
+                if len(numbering) > len(tally):  # doubled: no copy per chunk
+                    tally = np.concatenate([tally, np.zeros(len(tally), dtype=np.int64)])
+                counted = np.bincount(numbers)
+                tally[: len(counted)] += counted
+                numbered.append(numbers)
+        tokens = list(numbering)
+        del numbering
+        counts = Counter(dict(zip(tokens, tally[: len(tokens)].tolist(), strict=True)))
+        eos = self.eos_token if self.lines else None
+        self.vocab = Vocabulary.build(counts, eos=eos, min_freq=self.min_freq)
+        del counts
+        self._numbered = (source, tokens, numbered) if source is not None else None
         return self.vocab
 
-    def _lookup(self) -> dict[str, int]:
+    def fitted_ids(self, source: object) -> Iterator[np.ndarray] | None:
+        kept = getattr(self, "_numbered", None)
+        if kept is None or kept[0] is not source or not self._fast():
+            return None
+        _, tokens, numbered = kept
         vocab = self._require_vocab()
-        if not self.lines:
-            return vocab.stoi
-        # the marker is the end of a line; a literal end-of-line word is <unk>
-        return {**vocab.stoi, self._MARK: vocab.eos_id, self.eos_token: vocab.unk_id}
+        ids_of = np.fromiter(
+            map(vocab.stoi.get, tokens, repeat(vocab.unk_id)),
+            dtype=id_dtype(len(vocab)),
+            count=len(tokens),
+        )
+        return (ids_of[numbers] for numbers in _grouped(numbered, self.CHUNK_IDS))
+
+    #: Ids per chunk that :meth:`fitted_ids` gives at least (the pieces' words are
+    #: grouped): what a model does once per chunk may cost as much as the vocabulary.
+    CHUNK_IDS = 1 << 21
+
+    def forget_fitted_ids(self) -> None:
+        self._numbered = None
 
     def encode(self, text: str) -> np.ndarray:
-        if not self._fast() or self._MARK in text:
+        if not self._fast():
             return super().encode(text)
-        fitted, self._fitted = getattr(self, "_fitted", None), None
-        lookup = self._lookup()
-        unk = self._require_vocab().unk_id
-        dtype = id_dtype(len(self._require_vocab()))
-        if fitted is not None and fitted[0] is text:  # the text fit just numbered
-            _, tokens, numbered = fitted
-            ids_of = np.fromiter(map(lookup.get, tokens, repeat(unk)), dtype, len(tokens))
-            return ids_of[numbered]
+        vocab = self._require_vocab()
+        get, unk, dtype = vocab.stoi.get, vocab.unk_id, id_dtype(len(vocab))
         parts = [
-            np.fromiter(map(lookup.get, words, repeat(unk)), dtype=dtype, count=len(words))
+            np.fromiter(map(get, words, repeat(unk)), dtype=dtype, count=len(words))
             for words in self._chunks(text)
         ]
         return np.concatenate(parts) if parts else np.zeros(0, dtype=dtype)
+
+
+def _grouped(arrays: list[np.ndarray], least: int) -> Iterator[np.ndarray]:
+    """``arrays`` in order, consecutive ones joined until each has ``least`` items."""
+    group: list[np.ndarray] = []
+    size = 0
+    for array in arrays:
+        group.append(array)
+        size += len(array)
+        if size >= least:
+            yield np.concatenate(group) if len(group) > 1 else group[0]
+            group, size = [], 0
+    if group:
+        yield np.concatenate(group) if len(group) > 1 else group[0]
+
+
+#: The encodes that work line by line (and so piece by piece) in line mode.
+_OWN_ENCODES = (Tokenizer.encode, CharTokenizer.encode, WordTokenizer.encode)
+
+
+class _Numbering(dict):
+    """Word -> its number, by first appearance: a word not seen yet gets the next."""
+
+    def __missing__(self, word: str) -> int:
+        self[word] = number = len(self)
+        return number

@@ -38,46 +38,48 @@ def _regrow(table, order, empty):
 
 
 @numba.njit(cache=True, nogil=True)
-def _taken(table, order, empty, digit_bits):
-    """The windows in use and their counts (the count's digits put together)."""
+def taken(table, order, empty, digit_bits, like):
+    """The windows in use and their counts (the count's digits put together, in
+    ``like``'s type)."""
     keep = table[:, 0] != empty
     rows = table[keep, :order].copy()
-    counts = np.zeros(len(rows), dtype=np.int64)
+    counts = np.zeros(len(rows), dtype=like.dtype)
     for k in range(table.shape[1] - order):
-        counts += table[keep, order + k].astype(np.int64) << (digit_bits * k)
+        counts += table[keep, order + k].astype(like.dtype) << (digit_bits * k)
     return rows, counts
 
 
 @numba.njit(cache=True, nogil=True)
-def count_windows(ids, eos, bos, end, order, probe, low, high, start, virtual, limit, digit_bits):
-    """The distinct windows of ``order`` tokens of the padded sequence (``ids``
-    with ``bos`` before every sentence: at the start and after each ``eos``),
-    starting at every position but an end-of-line one, whose first token is in
-    ``[low, high)`` (two calls on disjoint ranges can run in two threads); and
-    how often each occurs.
+def count_windows(ids, eos, bos, end, order, table, used, low, high, start, virtual, limit):
+    """Count into ``table`` the windows of ``order`` tokens of the padded sequence
+    (``ids`` with ``bos`` before every sentence: at the start and after each
+    ``eos``) starting at every position but an end-of-line one, whose first
+    token is in ``[low, high)`` (two calls on disjoint ranges can run in two
+    threads, each with its table).
 
     A window is cut after the first ``eos`` it holds (its sentence ends there)
     and at the end of ``ids``; what is cut is filled with ``end``. Counting
     begins at position ``start`` (``virtual``: with the ``<s>`` before it) and
-    stops where the table would grow past ``limit`` slots; returns ``(rows,
-    counts, stop, virtual)``, where the next call resumes.
+    stops where the table would grow past ``limit`` slots; returns ``(table,
+    used, stop, virtual, full)``: the table (grown, perhaps), the slots it uses,
+    and where the next call resumes, after the caller emptied a ``full`` table
+    (:func:`taken`). Successive calls on chunks of whole sentences (each begun
+    with ``virtual``) count what one call on their concatenation counts.
 
     The table holds the windows themselves (open addressing, linear probing, at
-    most half full): a row is a window's tokens, then its count in digits of
-    ``digit_bits`` bits (the columns past ``order`` of ``probe``'s width), so
-    that finding a window and counting it touch one place in memory. An empty
-    row starts with ``end + 1``. It is one loop, in one place, so that numba
-    keeps it tight: the same loop with the probing in a helper ran 2x slower.
+    most three quarters full: two thirds of the memory of at most half full, for
+    a probe or two more): a row is a window's tokens, then its count in digits of
+    the table's width (the columns past ``order``), so that finding a window and
+    counting it touch one place in memory. An empty row starts with ``end + 1``.
+    It is one loop, in one place, so that numba keeps it tight: the same loop
+    with the probing in a helper ran 2x slower.
     """
     n = len(ids)
     empty = end + 1
-    size = min(1 << 16, limit)
-    width = probe.shape[1]
-    table = np.empty((size, width), dtype=probe.dtype)
-    table[:, 0] = empty
+    size = table.shape[0]
+    width = table.shape[1]
     mask = np.uint64(size - 1)
-    used = 0
-    window = np.empty(order, dtype=probe.dtype)
+    window = np.empty(order, dtype=table.dtype)
     full = False
     i = start
     # virtual: the <s> before the sentence that starts at i, not yet counted
@@ -117,7 +119,7 @@ def count_windows(ids, eos, bos, end, order, probe, low, high, start, virtual, l
                 for k in range(order + 1, width):
                     table[s, k] = 0
                 used += 1
-                if 2 * used >= size:
+                if 4 * used >= 3 * size:
                     if 2 * size > limit:  # full: the caller writes it out, then resumes
                         full = True
                     else:
@@ -143,8 +145,67 @@ def count_windows(ids, eos, bos, end, order, probe, low, high, start, virtual, l
             i += 1
         if full:
             break
-    rows, counts = _taken(table, order, empty, digit_bits)
-    return rows, counts, i, virtual
+    return table, used, i, virtual, full
+
+
+@numba.njit(cache=True, nogil=True)
+def next_order(
+    rows, counts, prefix_rank, n, end, bos, radix, lower_suffix, lower_keys, slots, bits
+):
+    """The n-grams of order ``n`` from the sorted distinct windows ``rows`` (and
+    their ``counts``): their keys (``prefix rank * radix + token``), counts, suffix
+    ranks in order ``n - 1`` and whether they start with ``bos``.
+
+    ``prefix_rank`` holds each row's rank of its first ``n - 1`` tokens among the
+    n-grams of order ``n - 1`` (-1 where they hold ``end``); it is overwritten
+    with the rank of its first ``n`` tokens among those of order ``n``, for the
+    next order. The suffix of an n-gram (its last ``n - 1`` tokens) is found
+    through ``slots`` (:func:`place_keys` of ``lower_keys``, ``bits``); order 2's
+    is its last token. Two passes over the rows, no temporaries.
+    """
+    size = len(rows)
+    groups = 0
+    for r in range(size):
+        if rows[r, n - 1] != end and (
+            r == 0 or prefix_rank[r] != prefix_rank[r - 1] or rows[r, n - 1] != rows[r - 1, n - 1]
+        ):
+            groups += 1
+    keys = np.empty(groups, dtype=np.int64)
+    out_counts = np.zeros(groups, dtype=counts.dtype)
+    suffix = np.empty(groups, dtype=prefix_rank.dtype)  # ranks: int32 while they fit
+    starts_bos = np.empty(groups, dtype=np.bool_)
+    mask = (1 << bits) - 1
+    shift = np.uint64(64 - bits)
+    g = -1
+    before = np.int64(-2)  # the previous row's prefix rank, before it was overwritten
+    for r in range(size):
+        token = np.int64(rows[r, n - 1])
+        rank = np.int64(prefix_rank[r])
+        if token == end:
+            prefix_rank[r] = -1
+            before = rank
+            continue
+        if r == 0 or rank != before or token != rows[r - 1, n - 1]:
+            g += 1
+            keys[g] = rank * radix + token
+            starts_bos[g] = rows[r, 0] == bos
+            if n == 2:
+                suffix[g] = token
+            else:
+                query = np.int64(lower_suffix[rank]) * radix + token
+                s = np.int64((np.uint64(query) * np.uint64(0x9E3779B97F4A7C15)) >> shift)
+                while True:  # the suffix of a counted n-gram was counted one order down
+                    found = slots[s]
+                    if found == -1:
+                        raise ValueError("an n-gram's suffix is missing from the order below")
+                    if lower_keys[found] == query:
+                        break
+                    s = (s + 1) & mask
+                suffix[g] = found
+        out_counts[g] += counts[r]
+        before = rank
+        prefix_rank[r] = g
+    return keys, out_counts, suffix, starts_bos
 
 
 @numba.njit(cache=True, nogil=True)

@@ -21,8 +21,10 @@ from __future__ import annotations
 
 import math
 import tempfile
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from itertools import chain, islice
 from pathlib import Path
 
 import numpy as np
@@ -30,7 +32,7 @@ import numpy as np
 import lmeval
 
 from . import kernels
-from .hashing import HashIndex, index_for
+from .hashing import HashIndex
 
 
 @dataclass
@@ -41,6 +43,10 @@ class OrderCounts:
     counts: np.ndarray  # raw number of occurrences, int64
     suffix: np.ndarray  # rank in the order n-1 table of the n-gram minus its first token
     starts_bos: np.ndarray  # bool: the first token is <s>
+
+    def release(self) -> None:
+        """Drop all but the keys (what a model keeps of the counts once estimated)."""
+        self.counts = self.suffix = self.starts_bos = np.zeros(0, dtype=np.int64)
 
 
 #: Positions per chunk: counting works on chunks of the token array, so that its
@@ -72,6 +78,27 @@ def first_positions(ids: np.ndarray, radix: int) -> np.ndarray:
         part = np.asarray(ids[a : a + step])[::-1]
         first[part] = np.arange(a + len(part) - 1, a - 1, -1)  # the last write wins
     return first
+
+
+class FirstSeen:
+    """The position of each id's first occurrence in chunks of ids seen in order."""
+
+    def __init__(self, radix: int) -> None:
+        self.first = np.full(radix, -1, dtype=np.int64)  # -1: not seen yet
+        self.total = 0  # ids seen
+
+    def add(self, ids: np.ndarray) -> None:
+        """A chunk's ids, after those of the chunks before: the cost of the chunk,
+        whatever the vocabulary's size."""
+        unseen = np.flatnonzero(self.first[ids] < 0)  # positions of ids new so far
+        if len(unseen):
+            backwards = unseen[::-1]  # the last write wins: the earliest position
+            self.first[ids[backwards]] = self.total + backwards
+        self.total += len(ids)
+
+    def positions(self) -> np.ndarray:
+        """As :func:`first_positions` of the chunks' concatenation."""
+        return np.where(self.first < 0, self.total, self.first)
 
 
 def pad(ids: np.ndarray, eos_id: int | None, bos: int, dtype=np.int64):
@@ -149,7 +176,7 @@ class _KeyCounter:
 
 
 def count_ngrams(
-    ids: np.ndarray,
+    ids: np.ndarray | Iterable[np.ndarray],
     eos_id: int | None,
     radix: int,
     order: int,
@@ -157,8 +184,15 @@ def count_ngrams(
     memory: int = DEFAULT_MEMORY,
     tmpdir: str | None = None,
     report: dict | None = None,
+    on_chunk: Callable[[np.ndarray], None] | None = None,
 ) -> list[OrderCounts]:
     """The n-grams of orders 1..``order`` of ``ids``, padded by :func:`pad`.
+
+    ``ids`` is one array, or an iterable of chunks of whole sentences (each ends
+    with ``eos_id``: a :class:`lmeval.TokenChunks`, for one) that is read once:
+    the windows count them as they come, so the text is never held whole;
+    another way of counting has their concatenation. ``on_chunk`` sees every
+    chunk (or the array) in order, once.
 
     ``<s>`` is the last internal id, ``radix - 1``; it is counted as context
     only: its unigram count is 0 and no n-gram ends with it. Three ways to count,
@@ -177,20 +211,29 @@ def count_ngrams(
       in place order after order by the rank of the n-gram ending there.
     """
     bos = radix - 1
-    ids = np.asarray(ids)
-    unigram = np.zeros(radix, dtype=np.int64)
-    for a in range(0, len(ids), CHUNK * 32):
-        unigram += np.bincount(ids[a : a + CHUNK * 32], minlength=radix)
-    unigram[bos] = 0
-    tokens = np.arange(radix, dtype=np.int64)
-    out = [OrderCounts(tokens, unigram, np.zeros(radix, dtype=np.int64), tokens == bos)]
     report = {} if report is None else report
+    mixed = order * math.log2(radix) < 62
+    head, rest = _peek(ids)
+    if len(head) > 1:  # chunks: counted as they come where the windows can be
+        if order > 1 and eos_id is not None and packing in ("auto", "windows"):
+            if kernels.usable():
+                report["method"] = "windows"
+                return _count_windows(chain(head, rest), eos_id, bos, radix, order, memory,
+                                      tmpdir, report, on_chunk)  # fmt: skip
+        ids = np.concatenate([*head, *rest])
+    else:
+        ids = np.asarray(head[0]) if head else np.zeros(0, dtype=np.int32)
+    del head, rest
+    if order > 1 and (
+        packing == "windows" or (packing == "auto" and kernels.wanted(len(ids), mixed))
+    ):
+        report["method"] = "windows"
+        return _count_windows([ids], eos_id, bos, radix, order, memory, tmpdir, report, on_chunk)
+    if on_chunk is not None:
+        on_chunk(ids)
+    out = [_unigrams(_tally(np.zeros(radix, dtype=np.int64), ids), bos)]
     if order == 1:
         return out
-    mixed = order * math.log2(radix) < 62
-    if packing == "windows" or (packing == "auto" and kernels.wanted(len(ids), mixed)):
-        report["method"] = "windows"
-        return _count_windows(ids, eos_id, bos, radix, order, out, memory, tmpdir, report)
     seq = pad(ids, eos_id, bos, token_dtype(radix))[0]
     if packing == "ranked" or (packing == "auto" and not mixed):
         report["method"] = "ranked"
@@ -209,6 +252,32 @@ def count_ngrams(
         out.append(OrderCounts(packed, counts, suffix, starts_bos))
         lower = keys
     return out
+
+
+def _peek(ids) -> tuple[list[np.ndarray], Iterator[np.ndarray]]:
+    """The first two chunks of ``ids`` (one for an array, or a list of ids), and the rest."""
+    if isinstance(ids, np.ndarray) or (isinstance(ids, list | tuple) and not _of_arrays(ids)):
+        return [np.asarray(ids)], iter(())
+    chunks = iter(ids)
+    return list(islice(chunks, 2)), chunks
+
+
+def _of_arrays(items: list | tuple) -> bool:
+    return bool(items) and all(isinstance(item, np.ndarray) for item in items)
+
+
+def _tally(unigram: np.ndarray, ids: np.ndarray) -> np.ndarray:
+    """``unigram`` plus the count of every id in ``ids``."""
+    for a in range(0, len(ids), CHUNK * 32):
+        unigram += np.bincount(ids[a : a + CHUNK * 32], minlength=len(unigram))
+    return unigram
+
+
+def _unigrams(unigram: np.ndarray, bos: int) -> OrderCounts:
+    """The unigram table from every id's count (``<s>`` is context only: 0)."""
+    unigram[bos] = 0
+    tokens = np.arange(len(unigram), dtype=np.int64)
+    return OrderCounts(tokens, unigram, np.zeros(len(unigram), dtype=np.int64), tokens == bos)
 
 
 def _count_mixed(seq, bos, radix, order) -> dict[int, _KeyCounter]:
@@ -276,20 +345,21 @@ def _count_ranked(seq, bos, radix, order, out: list[OrderCounts]) -> list[OrderC
 
 
 def _count_windows(
-    ids,
-    eos_id,
-    bos,
-    radix,
-    order,
-    out: list[OrderCounts],
+    chunks: Iterable[np.ndarray],
+    eos_id: int | None,
+    bos: int,
+    radix: int,
+    order: int,
     memory: int,
     tmpdir: str | None,
     report: dict,
+    on_chunk: Callable[[np.ndarray], None] | None,
 ) -> list[OrderCounts]:
-    """Orders 2..``order`` from the distinct windows of ``order`` tokens (compiled,
-    :func:`.kernels.count_windows`): every n-gram starting at a position is the
-    first ``n`` tokens of the window starting there, so the windows, sorted,
-    hold every order's n-grams as contiguous runs of rows sharing a prefix.
+    """Every order from the distinct windows of ``order`` tokens (compiled,
+    :func:`._compiled.count_windows`) of the chunks, read once: every n-gram
+    starting at a position is the first ``n`` tokens of the window starting
+    there, so the windows, sorted, hold every order's n-grams as contiguous runs
+    of rows sharing a prefix.
 
     A window is cut after its sentence's end-of-line token and padded with
     ``end``, an id past ``<s>``; a prefix holding ``end`` is no n-gram.
@@ -300,93 +370,134 @@ def _count_windows(
     """
     end = radix  # one past <s>; end + 1 marks an empty row of the table
     dtype = token_dtype(radix + 2)
-    threads = 2 if lmeval.usable_cores() > 1 else 1
-    cut = _halfway(out[0].counts)
-    ranges = [(0, cut), (cut, radix)] if threads > 1 and 0 < cut < radix else [(0, radix)]
     # a row of the table: the window, then a 32-bit (64 for int64 tokens) count in
     # digits of the tokens' width; a slot costs its row, twice over while the table
     # grows, and its share of the sorted copy written out when full
     itemsize = np.dtype(dtype).itemsize
     width = order + max(1, 4 // itemsize)
-    per_slot = 2 * width * itemsize + (order * itemsize + 16) // 2
-    limit = 1 << max(10, int(memory // len(ranges) // per_slot).bit_length() - 1)
-    with tempfile.TemporaryDirectory(prefix="lmeval-ngram-", dir=tmpdir or None) as spill:
-        counter = _WindowCounter(ids, eos_id, bos, end, order, dtype, width, limit, Path(spill))
-        if len(ranges) > 1:
-            # two ranges of first tokens with about half the positions each, counted
-            # at once in two threads (the compiled loop and numpy's sort release the
-            # GIL): their rows are disjoint and the first range's sort before the second's
-            with ThreadPoolExecutor(2) as pool:
-                parts = list(pool.map(counter.count, ranges))
-        else:
-            parts = [counter.count(ranges[0])]
-    report["runs_written"] = len(counter.written)
-    rows = np.concatenate([p[0] for p in parts])
+    per_slot = 2 * width * itemsize + (order * itemsize + 16) * 3 // 4
+    unigram = np.zeros(radix, dtype=np.int64)
+    counters: list[_WindowCounter] = []
+    with (
+        tempfile.TemporaryDirectory(prefix="lmeval-ngram-", dir=tmpdir or None) as spill,
+        ThreadPoolExecutor(2) as pool,
+    ):
+        for ids in chunks:
+            if on_chunk is not None:
+                on_chunk(ids)
+            _tally(unigram, ids)
+            if not counters:  # the ranges of first tokens, from the first chunk's counts
+                counters = _window_counters(unigram, radix, order, dtype, width, per_slot,
+                                            memory, eos_id, bos, end, Path(spill))  # fmt: skip
+            # two ranges of first tokens, counted at once in two threads (the compiled
+            # loop and numpy's sort release the GIL): their rows are disjoint
+            list(pool.map(lambda counter, ids=ids: counter.add(ids), counters))
+        # counts of 4 bytes while they fit; one range at a time, so that only one
+        # range's sorting temporaries are ever beside the tables
+        count_dtype = np.int32 if 2 * unigram.sum() < 2**31 else np.int64
+        parts = [counter.finish(count_dtype) for counter in counters]
+    report["runs_written"] = sum(len(c.written) for c in counters)
+    out = [_unigrams(unigram, bos)]
+    if not parts:
+        return out
+    rows = np.concatenate([p[0] for p in parts])  # the first range's rows sort first
     counts = np.concatenate([p[1] for p in parts])
-    del parts
+    del parts, counters
+    lmeval.release_memory()  # the tables and the chunks: not under what follows
+    return _orders_from_windows(rows, counts, out, radix, order, bos, end)
+
+
+def _window_counters(unigram, radix, order, dtype, width, per_slot, memory, eos_id, bos, end,
+                     spill) -> list[_WindowCounter]:  # fmt: skip
+    """One counter per range of first tokens: two, with about half the positions
+    each, where two cores can be used."""
+    threads = 2 if lmeval.usable_cores() > 1 else 1
+    cut = _halfway(unigram)
+    ranges = [(0, cut), (cut, radix)] if threads > 1 and 0 < cut < radix else [(0, radix)]
+    limit = 1 << max(10, int(memory // len(ranges) // per_slot).bit_length() - 1)
+    return [
+        _WindowCounter(bounds, eos_id, bos, end, order, dtype, width, limit, spill)
+        for bounds in ranges
+    ]
+
+
+def _orders_from_windows(rows, counts, out, radix, order, bos, end) -> list[OrderCounts]:
+    """The tables of orders 2..``order`` from the sorted distinct windows, an order
+    at a time in two compiled passes over the rows (:func:`._compiled.next_order`)."""
+    compiled = kernels.compiled()
     rank_dtype = np.int32 if len(rows) < 2**31 else np.int64
-    changed = np.ones(len(rows), dtype=bool)  # a row starts a new prefix of length n
-    changed[1:] = rows[1:, 0] != rows[:-1, 0]
     prefix_rank = rows[:, 0].astype(rank_dtype)  # order 1: the token is its rank
-    lower_keys = out[0].keys
-    lower_suffix = out[0].suffix
     for n in range(2, order + 1):
-        column = rows[:, n - 1]
-        changed[1:] |= column[1:] != column[:-1]
-        valid = column != end
-        starts = np.flatnonzero(changed & valid)
-        group_counts = np.add.reduceat(counts, np.flatnonzero(changed))
-        group_valid = valid[np.flatnonzero(changed)]
-        keys = prefix_rank[starts].astype(np.int64) * radix + column[starts]
-        last = column[starts].astype(np.int64)
-        if n == 2:
-            suffix = last.astype(np.int32)
-        else:  # the suffix's rank: its own suffix rank one order down, then this token
-            query = lower_suffix[prefix_rank[starts]].astype(np.int64) * radix + last
-            suffix = index_for(lower_keys, len(out[n - 3].keys) * radix).find(query)
-        starts_bos = rows[starts, 0] == bos
-        out.append(OrderCounts(keys, group_counts[group_valid], suffix, starts_bos))
-        # every row's prefix of length n: its rank among this order's n-grams
-        prefix_rank = np.cumsum(changed & valid, dtype=rank_dtype)
-        prefix_rank -= 1
-        prefix_rank[~valid] = -1
-        lower_keys, lower_suffix = keys, suffix
+        lower = out[n - 2]
+        bits = max(4, int(2 * len(lower.keys)).bit_length())  # at most half full
+        slots = compiled.place_keys(lower.keys, bits) if n > 2 else np.zeros(1, np.int32)
+        keys, group_counts, suffix, starts_bos = compiled.next_order(
+            rows, counts, prefix_rank, n, end, bos, radix, lower.suffix, lower.keys, slots, bits
+        )
+        del slots
+        out.append(OrderCounts(keys, group_counts, suffix, starts_bos))
     return out
 
 
 class _WindowCounter:
-    """Counts the windows of one range of first tokens, spilling full tables."""
+    """Counts the windows of one range of first tokens, chunk after chunk, in one
+    table; a full table is sorted and written to disk as a run."""
 
-    def __init__(self, ids, eos_id, bos, end, order, dtype, width, limit: int, spill: Path) -> None:
-        self.ids, self.bos, self.end, self.order, self.limit = ids, bos, end, order, limit
+    def __init__(self, bounds, eos_id, bos, end, order, dtype, width, limit: int, spill: Path):
+        self.bounds, self.bos, self.end, self.order, self.limit = bounds, bos, end, order, limit
         self.eos = -1 if eos_id is None else eos_id
-        self.probe = np.zeros((1, width), dtype=dtype)  # the table's dtype and row width
+        self.dtype, self.width = dtype, width
         self.digit_bits = 8 * np.dtype(dtype).itemsize
         self.spill = spill
         self.written: list[Path] = []  # every run written (appends are atomic)
+        self.runs: list[tuple[Path, Path]] = []
+        self._fresh()
 
-    def count(self, bounds: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
-        """The windows whose first token is in ``bounds``, sorted (lexicographic: the
-        tables' order), and their counts."""
-        low, high = bounds
-        runs: list[tuple[Path, Path]] = []
+    def _fresh(self) -> None:
+        self.table = np.empty((min(1 << 16, self.limit), self.width), dtype=self.dtype)
+        self.table[:, 0] = self.end + 1  # empty
+        self.used = 0
+
+    def add(self, ids: np.ndarray) -> None:
+        """Count the windows of a chunk of whole sentences."""
+        low, high = self.bounds
         start, virtual = 0, True
-        while True:
-            rows, counts, start, virtual = kernels.compiled().count_windows(
-                self.ids, self.eos, self.bos, self.end, self.order, self.probe,
-                low, high, start, virtual, self.limit, self.digit_bits,
+        while start < len(ids):
+            self.table, self.used, start, virtual, full = kernels.compiled().count_windows(
+                ids, self.eos, self.bos, self.end, self.order, self.table, self.used,
+                low, high, start, virtual, self.limit,
             )  # fmt: skip
-            by_row = np.lexsort(rows.T[::-1])
-            rows, counts = rows[by_row], counts[by_row]
-            del by_row
-            if start >= len(self.ids) and not runs:
-                return rows, counts  # it all fitted: nothing written
-            name = self.spill / f"{low}-{len(runs)}"
-            runs.append(_write_run(name, rows, counts))
-            self.written.append(name)
-            del rows, counts
-            if start >= len(self.ids):
-                return self._merge(runs, self.spill / f"{low}-merged.npy")
+            if full:
+                self._write()
+
+    def _sorted(self, count_dtype=np.int64) -> tuple[np.ndarray, np.ndarray]:
+        """The table's windows sorted (lexicographic: the tables' order), and their
+        counts; the table is gone."""
+        rows, counts = kernels.compiled().taken(
+            self.table, self.order, self.end + 1, self.digit_bits, np.zeros(0, count_dtype)
+        )
+        del self.table
+        by_row = np.lexsort(rows.T[::-1])
+        return rows[by_row], counts[by_row]
+
+    def _write(self) -> None:
+        rows, counts = self._sorted()
+        name = self.spill / f"{self.bounds[0]}-{len(self.runs)}"
+        self.runs.append(_write_run(name, rows, counts))
+        self.written.append(name)
+        del rows, counts
+        self._fresh()
+
+    def finish(self, count_dtype=np.int64) -> tuple[np.ndarray, np.ndarray]:
+        """Every window counted, sorted, and their counts (``count_dtype``: int32
+        where no count can reach 2**31)."""
+        if not self.runs:
+            return self._sorted(count_dtype)  # it all fitted: nothing written
+        if self.used:
+            self._write()
+        del self.table
+        rows, counts = self._merge(self.runs, self.spill / f"{self.bounds[0]}-merged.npy")
+        return rows, counts.astype(count_dtype, copy=False)
 
     def _merge(self, runs: list[tuple[Path, Path]], into: Path) -> tuple[np.ndarray, np.ndarray]:
         """The runs merged, read from their files as they are needed (memory-mapped).

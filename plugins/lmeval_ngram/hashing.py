@@ -104,7 +104,8 @@ class CompiledIndex:
         from . import kernels
 
         self.keys = np.ascontiguousarray(keys, dtype=np.int64)
-        self.bits = max(4, int(2 * len(self.keys)).bit_length())  # at most half full
+        # at most 3/4 full: a probe or two more than half full, for half the memory
+        self.bits = max(4, int(len(self.keys) * 4 // 3).bit_length())
         self._compiled = kernels.compiled()
         self.slots = self._compiled.place_keys(self.keys, self.bits)
 

@@ -34,9 +34,15 @@ def wanted(tokens: int, mixed: bool = False) -> bool:
     numba that misbehaves), ``1`` whatever the size."""
     setting = os.environ.get("LMEVAL_NUMBA", "auto")
     least = FROM_TOKENS_MIXED if mixed else FROM_TOKENS
-    if setting == "0" or (setting != "1" and tokens < least):
+    if setting != "1" and tokens < least:
         return False
-    return compiled() is not None
+    return usable()
+
+
+def usable() -> bool:
+    """Whether the compiled loops can be used: numba importable, and not turned off
+    (``LMEVAL_NUMBA=0``). Chunks of a text too large to hold are counted with them."""
+    return os.environ.get("LMEVAL_NUMBA", "auto") != "0" and compiled() is not None
 
 
 def loaded() -> bool:
@@ -49,8 +55,8 @@ def loaded() -> bool:
 
 @cache
 def compiled() -> ModuleType | None:
-    """The module of compiled functions (``count_windows``, ``merge_runs``,
-    ``typed_list``), or ``None`` without numba."""
+    """The module of compiled functions (``count_windows``, ``taken``,
+    ``merge_runs``, ``typed_list``...), or ``None`` without numba."""
     try:
         from . import _compiled
     except ImportError:

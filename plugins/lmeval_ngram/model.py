@@ -12,7 +12,7 @@ import numpy as np
 import lmeval
 
 from .arpa import BOS_WORD, EOS_WORD, UNK_WORD, read_arpa, spell, write_arpa
-from .counting import count_ngrams, first_positions, pad
+from .counting import FirstSeen, count_ngrams
 from .smoothing import SMOOTHINGS, estimate
 from .storage import load_arrays, save_arrays
 from .tables import Tables
@@ -76,10 +76,7 @@ class _BackoffModel(lmeval.LanguageModel):
         return int(self._internal(np.asarray([self.vocab.eos_id]))[0])
 
     def score(self, ids: np.ndarray) -> np.ndarray:
-        tables, seq, starts = self._padded(ids)
-        if len(seq) == 1:  # no token: only the <s>
-            return np.zeros(0, dtype=np.float64)
-        return tables.score_padded(seq, starts)[~starts]
+        return self._require().score(self._internal(ids), self._internal_eos())
 
     def orders_used(self, ids: np.ndarray) -> np.ndarray:
         """For every token of ``ids``, the order (1 to ``order``, int64) of the longest
@@ -87,14 +84,7 @@ class _BackoffModel(lmeval.LanguageModel):
         context's length + 1, as KenLM's ``query`` reports ``ngram_length``. 1 means a
         unigram, after backing off from every longer context. (Optional, duck-typed:
         ``lmeval compare --save-tokens`` writes it as the ``order`` column.)"""
-        tables, seq, starts = self._padded(ids)
-        return tables.orders_padded(seq, starts)[~starts]
-
-    def _padded(self, ids: np.ndarray) -> tuple[Tables, np.ndarray, np.ndarray]:
-        """The tables, and ``ids`` as a padded internal sequence with its sentence starts."""
-        tables = self._require()
-        seq, starts = pad(self._internal(ids), self._internal_eos(), tables.bos)
-        return tables, seq, starts
+        return self._require().orders(self._internal(ids), self._internal_eos())
 
     def _history(self, context_ids: np.ndarray) -> np.ndarray:
         """The internal ids that decide the next token: at most the last order-1.
@@ -255,6 +245,7 @@ class NGram(_BackoffModel):
         "modified Kneser-Ney (default; KenLM lmplz's probabilities) smoothing"
     )
     recommended = "ngram:order=5"
+    fits_from_chunks = True  # counts chunk by chunk: a text larger than memory
     params = (
         lmeval.Param(
             "order",
@@ -319,24 +310,32 @@ class NGram(_BackoffModel):
     def _words(self) -> list[str]:
         return [spell(t, self.vocab.eos) for t in self.vocab.itos] + [BOS_WORD]
 
-    def fit(self, train_ids: np.ndarray, valid_ids: np.ndarray | None = None) -> None:
+    def fit(
+        self, train_ids: np.ndarray | lmeval.TokenChunks, valid_ids: np.ndarray | None = None
+    ) -> None:
         size = len(self.vocab)
         bos = size  # <s> is no vocabulary id: it is context only
         eos = self.vocab.eos_id if self._sentences else None
-        train_ids = self._internal(train_ids)
+        # chunks of whole sentences are counted as they come; one array otherwise
+        chunked = isinstance(train_ids, lmeval.TokenChunks) and eos is not None
+        ids = map(self._internal, train_ids) if chunked else self._internal(train_ids)
+        kenlm = self.config["discounts"] == "kenlm"
+        first = FirstSeen(size + 1)
         counting: dict[str, Any] = {}
         with lmeval.progress(f"count {self.config['order']}-grams", total=2) as bar:
             orders = count_ngrams(
-                train_ids,
+                ids,
                 eos,
                 size + 1,
                 self.config["order"],
                 memory=lmeval.parse_size(self.config["memory"]),
                 tmpdir=self.config["tmpdir"] or None,
                 report=counting,
+                on_chunk=first.add if kenlm else None,
             )
+            del ids
+            lmeval.release_memory()  # what counting made and dropped: not under the tables
             bar.update(advance=1)
-            kenlm = self.config["discounts"] == "kenlm"
             self.tables, facts = estimate(
                 orders,
                 self.config["smoothing"],
@@ -345,17 +344,19 @@ class NGram(_BackoffModel):
                 bos,
                 k=self.config["k"],
                 discount=self.config["discount"],
-                first_seen=self._kenlm_ids(train_ids, bos, eos) if kenlm else None,
+                first_seen=self._kenlm_ids(first.positions(), first.total, bos, eos)
+                if kenlm
+                else None,
             )
             bar.update(advance=1)
         self._facts = {"smoothing": self.config["smoothing"], **facts, "counting": counting}
 
-    def _kenlm_ids(self, train_ids: np.ndarray, bos: int, eos: int | None) -> np.ndarray:
+    def _kenlm_ids(self, first: np.ndarray, total: int, bos: int, eos: int | None) -> np.ndarray:
         """The id KenLM's ``lmplz`` gives every internal id: ``<unk>`` 0, ``<s>`` 1,
-        ``</s>`` 2, then the tokens by their first appearance in the training text."""
+        ``</s>`` 2, then the tokens by their first appearance in the training text
+        (``first``: each id's first position, ``total`` for none, of ``total`` ids)."""
         radix = bos + 1
-        first = first_positions(train_ids, radix)
-        tokens = np.flatnonzero(first < len(train_ids))
+        tokens = np.flatnonzero(first < total)
         special = [self.vocab.unk_id, bos] + ([eos] if eos is not None else [])
         ordinary = tokens[~np.isin(tokens, special)]
         by_appearance = ordinary[np.argsort(first[ordinary], kind="stable")]

@@ -29,6 +29,8 @@ from typing import Any
 
 import numpy as np
 
+import lmeval
+
 from .counting import OrderCounts, continuation_counts
 from .tables import Tables
 
@@ -157,7 +159,8 @@ def interpolate(
     ``discounts_of(n, c)`` the discount of a count of 0, 1, 2 and 3 or more;
     ``extra_mass`` adds Witten-Bell's ``N1+(h .)`` to ``Z`` and ``G``. The
     n-grams of an order are processed in slices, so that the temporaries stay
-    small beside the tables.
+    small beside the tables. The counts are consumed: once an order is done,
+    all but its keys (which the tables keep) are released.
     """
     logp: list[np.ndarray] = []
     logbo: list[np.ndarray] = []
@@ -177,7 +180,8 @@ def interpolate(
                 _add_by(ctx, c > 0, z)
                 _add_by(ctx, c > 0, g)
         is_ctx = z > 0
-        gamma = np.divide(g, z, out=np.ones_like(z), where=is_ctx)
+        gamma = np.divide(g, z, out=g, where=is_ctx)  # in place: one array per context less
+        np.copyto(gamma, 1.0, where=~is_ctx)
         np.copyto(z, 1.0, where=~is_ctx)
         probs = np.empty(len(counts))
         suffix = orders[n - 1].suffix
@@ -191,6 +195,9 @@ def interpolate(
             logbo.append(_log_at_most_0(gamma))
             logp.append(_log_at_most_0(lower))  # order n-1 is done with
         lower = probs
+        del counts, suffix, probs, z, g, gamma, is_ctx
+        orders[n - 1].release()  # its counts are done with too: not under the next order
+        lmeval.release_memory()
     logp.append(_log_at_most_0(lower))
     return Tables(radix, bos, [o.keys for o in orders], logp, logbo)
 

@@ -24,10 +24,11 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from .counting import pad, token_dtype
 from .hashing import index_for
 
 #: Positions scored at once (see ``Tables._sliced``).
-SCORE_SLICE = 1 << 20
+SCORE_SLICE = 1 << 16
 
 
 @dataclass
@@ -88,13 +89,11 @@ class Tables:
         lp[found] = self.logp[n - 1][idx[found]]
         return idx
 
-    def score_padded(self, seq: np.ndarray, starts: np.ndarray) -> np.ndarray:
-        """Natural-log probability of every token of a padded sequence given its sentence.
-
-        ``starts`` marks the ``<s>`` that begin sentences; they are never predicted
-        and get a meaningless value.
-        """
-        return self._sliced(self._score_slice, seq, starts, np.float64)
+    def score(self, ids: np.ndarray, eos: int | None) -> np.ndarray:
+        """Natural-log probability of every token of ``ids`` (internal ids) given
+        its sentence: sentences end at ``eos`` and start after ``<s>`` (one
+        sentence with one ``<s>`` for ``eos=None``), as :func:`.counting.pad` has it."""
+        return self._sliced(self._score_slice, ids, eos, np.float64)
 
     def _score_slice(self, seq: np.ndarray, starts: np.ndarray) -> np.ndarray:
         seq = np.asarray(seq, dtype=np.int64)
@@ -104,26 +103,26 @@ class Tables:
             rank = self._step(n, lp, _contexts(rank, starts), seq)
         return lp
 
-    def _sliced(self, compute, seq: np.ndarray, starts: np.ndarray, dtype) -> np.ndarray:
-        """``compute(seq, starts)`` a slice of ``SCORE_SLICE`` positions at a time, so
-        that its temporaries (several 8-byte arrays per order) stay the size of a slice
-        whatever the text's: each slice starts ``order - 1`` positions early, the
-        context its first positions need, and those are dropped."""
-        if len(seq) <= SCORE_SLICE:
-            return compute(seq, starts)
-        out = np.empty(len(seq), dtype=dtype)
+    def _sliced(self, compute, ids: np.ndarray, eos: int | None, dtype) -> np.ndarray:
+        """``compute(seq, starts)`` on the padded ids (:func:`.counting.pad`), a slice
+        of ``SCORE_SLICE`` ids at a time, so that the padding and the temporaries
+        (several 8-byte arrays per order) stay the size of a slice whatever the
+        text's: each slice starts ``order - 1`` ids early, all the context its
+        first ids can use (the ``<s>`` that padding puts before a slice is never
+        in it), and those are dropped."""
+        out = np.empty(len(ids), dtype=dtype)
         margin = self.order - 1
-        for a in range(0, len(seq), SCORE_SLICE):
+        for a in range(0, len(ids), SCORE_SLICE):
             low = max(0, a - margin)
-            part = compute(seq[low : a + SCORE_SLICE], starts[low : a + SCORE_SLICE])
-            out[a : a + SCORE_SLICE] = part[a - low :]
+            seq, starts = pad(ids[low : a + SCORE_SLICE], eos, self.bos, token_dtype(self.radix))
+            out[a : a + SCORE_SLICE] = compute(seq, starts)[~starts][a - low :]
         return out
 
-    def orders_padded(self, seq: np.ndarray, starts: np.ndarray) -> np.ndarray:
-        """The order of the longest stored n-gram ending at every token of a padded
-        sequence (1 to ``order``; KenLM's ``ngram_length``), the one whose probability
-        :meth:`score_padded` uses; ``<s>`` entries are meaningless, as there."""
-        return self._sliced(self._orders_slice, seq, starts, np.int64)
+    def orders(self, ids: np.ndarray, eos: int | None) -> np.ndarray:
+        """The order of the longest stored n-gram ending at every token of ``ids`` (1
+        to ``order``; KenLM's ``ngram_length``), the one whose probability
+        :meth:`score` uses."""
+        return self._sliced(self._orders_slice, ids, eos, np.int64)
 
     def _orders_slice(self, seq: np.ndarray, starts: np.ndarray) -> np.ndarray:
         seq = np.asarray(seq, dtype=np.int64)
