@@ -15,7 +15,8 @@ from typing import TypedDict
 
 from .datasets import BUILTIN_DATASETS
 from .errors import LmevalError, UsageError
-from .files import DEFAULT_MAX_BYTES, iter_text, line_pieces, read_text
+from .files import DEFAULT_MAX_BYTES, iter_text, read_text
+from .tokenizers import line_pieces
 
 DEFAULT_SPLIT = (0.8, 0.1, 0.1)
 

@@ -433,25 +433,6 @@ def _decoder_for(encoding: str, head: bytes) -> codecs.IncrementalDecoder:
     return codecs.getincrementaldecoder(encoding)()
 
 
-#: Characters per piece of :func:`line_pieces`.
-PIECE_CHARS = 2**20
-
-
-def line_pieces(text: str, chars: int | None = None) -> Iterator[str]:
-    """``text`` in pieces of whole lines, about ``chars`` each (a line longer than
-    that is a piece of its own): what works a piece at a time on a text of
-    hundreds of MB (splitting it into words, encoding it) then holds one piece's
-    worth of temporaries, not the whole text's. ``chars``: :data:`PIECE_CHARS`
-    unless given."""
-    chars = chars or PIECE_CHARS
-    start = 0
-    while start < len(text):
-        end = text.find("\n", min(start + chars, len(text)) - 1)
-        end = len(text) if end < 0 else end + 1
-        yield text[start:end]
-        start = end
-
-
 def _with_end(chunks: Iterator[bytes]) -> Iterator[bytes | None]:
     """The chunks, then ``None`` (the decoder's final call)."""
     yield from chunks

@@ -22,7 +22,7 @@ from typing import ClassVar
 
 import numpy as np
 
-from .files import line_pieces
+from .tokenizers import line_pieces
 
 
 @dataclass(frozen=True)

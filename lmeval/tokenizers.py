@@ -44,6 +44,25 @@ def split_lines(text: str) -> list[str]:
     return lines
 
 
+#: Characters per piece of :func:`line_pieces`.
+PIECE_CHARS = 2**20
+
+
+def line_pieces(text: str, chars: int | None = None) -> Iterator[str]:
+    """``text`` in pieces of whole lines, about ``chars`` each (a line longer than
+    that is a piece of its own): what works a piece at a time on a text of
+    hundreds of MB (splitting it into words, encoding it) then holds one piece's
+    worth of temporaries, not the whole text's. ``chars``: :data:`PIECE_CHARS`
+    unless given."""
+    chars = chars or PIECE_CHARS
+    start = 0
+    while start < len(text):
+        end = text.find("\n", min(start + chars, len(text)) - 1)
+        end = len(text) if end < 0 else end + 1
+        yield text[start:end]
+        start = end
+
+
 class Vocabulary:
     """A bijection between tokens and ids ``0 .. len-1``.
 
@@ -399,12 +418,7 @@ class WordTokenizer(Tokenizer):
     def _chunks(self, text: str) -> Iterator[list[str]]:
         """The tokens of ``text`` (in line mode: words and end-of-line words, a
         literal end-of-line word ``<unk>``) in chunks of whole lines."""
-        start = 0
-        while start < len(text):
-            end = text.find("\n", min(start + self.CHUNK, len(text)) - 1)
-            end = len(text) if end < 0 else end + 1
-            piece = text[start:end]
-            start = end
+        for piece in line_pieces(text, self.CHUNK):
             if not self.lines:
                 yield piece.split()
             elif self.eos_token in piece:  # the word itself, or inside one: line by line

@@ -18,6 +18,7 @@ from hypothesis import strategies as st
 
 import lmeval
 import lmeval.files
+import lmeval.tokenizers
 from lmeval import CharTokenizer, WordTokenizer
 from lmeval.errors import LmevalError
 from lmeval_ngram import NGram
@@ -41,7 +42,7 @@ def text_of(n: int, seed: int = 0, end: str = "\n") -> str:
 def small_pieces(monkeypatch):
     """Pieces of a few hundred bytes: a small file comes in many of them."""
     monkeypatch.setattr(lmeval.files, "PIECE_BYTES", 256)
-    monkeypatch.setattr(lmeval.files, "PIECE_CHARS", 256)
+    monkeypatch.setattr(lmeval.tokenizers, "PIECE_CHARS", 256)
 
 
 @settings(max_examples=200, deadline=None)
@@ -73,7 +74,7 @@ def test_the_pieces_of_any_file_are_its_text_cut_at_line_ends(data, piece_bytes)
 
 @given(st.text(max_size=300), st.integers(1, 20))
 def test_line_pieces_are_the_text_cut_after_newlines(text, chars):
-    pieces = list(lmeval.files.line_pieces(text, chars))
+    pieces = list(lmeval.tokenizers.line_pieces(text, chars))
     assert "".join(pieces) == text
     assert all(piece.endswith("\n") for piece in pieces[:-1]) and all(pieces)
 
@@ -133,7 +134,7 @@ def test_a_vocabulary_and_ids_from_pieces_are_those_of_the_whole_text(make, line
     if not pieced.reads_in_pieces:  # stream mode with a custom split: the whole text
         assert make is Shouting and not lines
         return
-    pieces = list(lmeval.files.line_pieces(text, 97))
+    pieces = list(lmeval.tokenizers.line_pieces(text, 97))
     assert len(pieces) > 20
     assert pieced.fit_pieces(pieces) == whole.vocab
     ids = np.concatenate(list(pieced.encode_pieces(pieces)))
@@ -176,7 +177,7 @@ def test_the_word_tokenizer_keeps_the_ids_of_the_text_it_counted():
     text = text_of(500)
     tok = WordTokenizer()
     source = object()
-    tok.fit_pieces(lmeval.files.line_pieces(text, 200), source=source)
+    tok.fit_pieces(lmeval.tokenizers.line_pieces(text, 200), source=source)
     kept = tok.fitted_ids(source)
     assert kept is not None
     np.testing.assert_array_equal(np.concatenate(list(kept)), tok.encode(text))

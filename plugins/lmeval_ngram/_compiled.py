@@ -160,8 +160,9 @@ def next_order(
     n-grams of order ``n - 1`` (-1 where they hold ``end``); it is overwritten
     with the rank of its first ``n`` tokens among those of order ``n``, for the
     next order. The suffix of an n-gram (its last ``n - 1`` tokens) is found
-    through ``slots`` (:func:`place_keys` of ``lower_keys``, ``bits``); order 2's
-    is its last token. Two passes over the rows, no temporaries.
+    through ``slots`` (a :class:`.hashing.CompiledIndex` of ``lower_keys``, with
+    its ``bits``); order 2's is its last token. Two passes over the rows, no
+    temporaries.
     """
     size = len(rows)
     groups = 0
@@ -174,8 +175,6 @@ def next_order(
     out_counts = np.zeros(groups, dtype=counts.dtype)
     suffix = np.empty(groups, dtype=prefix_rank.dtype)  # ranks: int32 while they fit
     starts_bos = np.empty(groups, dtype=np.bool_)
-    mask = (1 << bits) - 1
-    shift = np.uint64(64 - bits)
     g = -1
     before = np.int64(-2)  # the previous row's prefix rank, before it was overwritten
     for r in range(size):
@@ -193,14 +192,9 @@ def next_order(
                 suffix[g] = token
             else:
                 query = np.int64(lower_suffix[rank]) * radix + token
-                s = np.int64((np.uint64(query) * np.uint64(0x9E3779B97F4A7C15)) >> shift)
-                while True:  # the suffix of a counted n-gram was counted one order down
-                    found = slots[s]
-                    if found == -1:
-                        raise ValueError("an n-gram's suffix is missing from the order below")
-                    if lower_keys[found] == query:
-                        break
-                    s = (s + 1) & mask
+                found = _find(lower_keys, slots, bits, query)
+                if found == -1:  # the suffix of a counted n-gram was counted one order down
+                    raise ValueError("an n-gram's suffix is missing from the order below")
                 suffix[g] = found
         out_counts[g] += counts[r]
         before = rank
@@ -275,19 +269,18 @@ def find_keys(keys, slots, bits, query):
     """The position in ``keys`` of every query (-1 where absent), through the slots
     :func:`place_keys` made."""
     out = np.empty(len(query), dtype=np.int64)
-    mask = (1 << bits) - 1
-    shift = np.uint64(64 - bits)
     for q in range(len(query)):
-        key = query[q]
-        s = np.int64((np.uint64(key) * np.uint64(0x9E3779B97F4A7C15)) >> shift)
-        found = -1
-        while True:
-            r = slots[s]
-            if r == -1:
-                break
-            if keys[r] == key:
-                found = r
-                break
-            s = (s + 1) & mask
-        out[q] = found
+        out[q] = _find(keys, slots, bits, query[q])
     return out
+
+
+@numba.njit(cache=True, nogil=True, inline="always")
+def _find(keys, slots, bits, key):
+    """The position of ``key`` in ``keys`` (-1 where absent), through the slots."""
+    mask = (1 << bits) - 1
+    s = np.int64((np.uint64(key) * np.uint64(0x9E3779B97F4A7C15)) >> np.uint64(64 - bits))
+    while True:
+        r = slots[s]
+        if r == -1 or keys[r] == key:
+            return r
+        s = (s + 1) & mask

@@ -32,7 +32,7 @@ import numpy as np
 import lmeval
 
 from . import kernels
-from .hashing import HashIndex
+from .hashing import CompiledIndex, HashIndex
 
 
 @dataclass
@@ -68,18 +68,6 @@ def token_dtype(radix: int) -> type:
     return np.int64
 
 
-def first_positions(ids: np.ndarray, radix: int) -> np.ndarray:
-    """The position of each id's first occurrence in ``ids`` (``len(ids)`` for an id
-    that never occurs), in chunks from the end, so that earlier positions overwrite
-    later ones: no sort of the whole array, and memory of one chunk."""
-    first = np.full(radix, len(ids), dtype=np.int64)
-    step = CHUNK * 32
-    for a in reversed(range(0, len(ids), step)):
-        part = np.asarray(ids[a : a + step])[::-1]
-        first[part] = np.arange(a + len(part) - 1, a - 1, -1)  # the last write wins
-    return first
-
-
 class FirstSeen:
     """The position of each id's first occurrence in chunks of ids seen in order."""
 
@@ -97,7 +85,8 @@ class FirstSeen:
         self.total += len(ids)
 
     def positions(self) -> np.ndarray:
-        """As :func:`first_positions` of the chunks' concatenation."""
+        """The position of each id's first occurrence in the chunks' concatenation
+        (their total length for an id that never occurs)."""
         return np.where(self.first < 0, self.total, self.first)
 
 
@@ -429,12 +418,12 @@ def _orders_from_windows(rows, counts, out, radix, order, bos, end) -> list[Orde
     prefix_rank = rows[:, 0].astype(rank_dtype)  # order 1: the token is its rank
     for n in range(2, order + 1):
         lower = out[n - 2]
-        bits = max(4, int(2 * len(lower.keys)).bit_length())  # at most half full
-        slots = compiled.place_keys(lower.keys, bits) if n > 2 else np.zeros(1, np.int32)
+        index = CompiledIndex(lower.keys if n > 2 else lower.keys[:0])  # order 2: no lookups
         keys, group_counts, suffix, starts_bos = compiled.next_order(
-            rows, counts, prefix_rank, n, end, bos, radix, lower.suffix, lower.keys, slots, bits
-        )
-        del slots
+            rows, counts, prefix_rank, n, end, bos, radix, lower.suffix, index.keys,
+            index.slots, index.bits,
+        )  # fmt: skip
+        del index
         out.append(OrderCounts(keys, group_counts, suffix, starts_bos))
     return out
 
