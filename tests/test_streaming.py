@@ -414,3 +414,14 @@ def test_memory_can_be_handed_back_between_stages():
     handed = lmeval.release_memory()
     assert handed is (platform.libc_ver()[0] == "glibc")
     assert isinstance(share_allocator_arena(), bool)
+
+
+def test_the_command_line_shares_one_allocator_arena_before_anything_runs(monkeypatch):
+    """What its docstring promises: the arena is shared before any thread allocates."""
+    import lmeval.cli
+
+    calls = []
+    monkeypatch.setattr(lmeval.cli, "share_allocator_arena", lambda: calls.append("arena"))
+    monkeypatch.setattr(lmeval.cli.cli, "main", lambda *a, **k: calls.append("command"))
+    lmeval.cli.main()
+    assert calls == ["arena", "command"]
