@@ -276,6 +276,7 @@ def evaluate_model(
     components: dict[str, LanguageModel] | None = None,
     component_error: str | None = None,
     on_fitted: FittedHook | None = None,
+    after_fit: Callable[[], None] | None = None,
 ) -> tuple[dict[str, Any], Scores | None]:
     """Fit ``model``, score the test text and verify the scores: its record and scores.
 
@@ -301,7 +302,9 @@ def evaluate_model(
     :meth:`LanguageModel.needs`), handed to its ``attach``; ``component_error``
     fails the row instead (one of them failed). ``on_fitted(label, model)`` is
     told the fitted model once its row succeeded: the one loaded from the cache
-    on a hit, not ``model``.
+    on a hit, not ``model``. ``after_fit()`` is called once the model is fitted
+    (or loaded), before the test text is scored: what only fitting needed can go
+    then rather than sit under the scoring's memory.
     """
     host = host or load_host()
     spec = spec or parse_spec(model.name)
@@ -328,6 +331,8 @@ def evaluate_model(
                 model, record["fit_seconds"] = hit
             else:
                 record["fit_seconds"] = fit_model(model, tokenizer, corpus, seed)
+            if after_fit is not None:
+                after_fit()
             release_memory()  # what training made and dropped: not under the scoring
             test_ids = read_only(tokenizer.encode(corpus.test))
             release_memory()
@@ -766,8 +771,20 @@ def compare(
     def keep(label: str, model: LanguageModel) -> None:
         fitted[label] = (model, tokenizers[label])
 
+    def forget_fitted_ids() -> None:
+        for kept in {id(t): t for t in (tok, *tokenizers.values())}.values():
+            kept.forget_fitted_ids()
+
+    in_order = _fit_order(prepared, needs)
+    # the ids a tokenizer kept of the training text serve the rows that fit from
+    # chunks in this process: once the last of them is fitted, they go
+    readers = [
+        i
+        for i, (_, model, model_tok) in enumerate(in_order)
+        if not isolate and model.fits_from_chunks and model_tok.reads_in_pieces
+    ]
     try:
-        for spec, model, model_tok in _fit_order(prepared, needs):
+        for at, (spec, model, model_tok) in enumerate(in_order):
             component_error, components = _components(spec, model_tok, needs, fitted, failed)
             if isolate:
                 job = IsolatedJob(
@@ -797,6 +814,7 @@ def compare(
                     components=components,
                     component_error=component_error,
                     on_fitted=keep if spec.label in parts else None,
+                    after_fit=forget_fitted_ids if readers and at == readers[-1] else None,
                 )
             if record.get("error"):
                 failed.add(spec.label)
@@ -819,7 +837,7 @@ def compare(
             "not_run": [spec.label for spec, _, _ in prepared if spec.label not in done]
         }
         raise Interrupted(comparison) from None
-    tok.forget_fitted_ids()  # every model is fitted: what the tokenizer kept for them goes
+    forget_fitted_ids()  # every model is fitted (or failed): what was kept for them goes
     order = {spec.label: i for i, (spec, _, _) in enumerate(prepared)}
     comparison.results.sort(key=lambda r: order[r["label"]])  # as asked, whatever the fit order
     comparison.meta = _meta(corpus, tok, seed, comparison.results, host, verify, verify_seed)

@@ -9,6 +9,7 @@ again from the file. Everything must equal what the whole text gives.
 from __future__ import annotations
 
 import pickle
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -291,6 +292,60 @@ def test_a_model_that_fits_from_chunks_never_gets_the_whole_text(tmp_path, small
     assert all(chunk[-1] == tok.vocab.eos_id for chunk in chunks)  # whole lines
     whole = tok.encode(lmeval.read_text(tmp_path / "train.txt"))
     np.testing.assert_array_equal(np.concatenate(chunks), whole)
+
+
+KEEPER = """
+import numpy as np, lmeval
+
+EVENTS = []
+
+class Keeper(lmeval.WordTokenizer):
+    name = "keeper"
+
+    def forget_fitted_ids(self):
+        EVENTS.append("forget")
+        super().forget_fitted_ids()
+
+class Chunked(lmeval.LanguageModel):
+    name = "chunked"
+    fits_from_chunks = True
+
+    def fit(self, train_ids, valid_ids=None):
+        self.total = sum(len(np.asarray(chunk)) for chunk in train_ids)
+        EVENTS.append("fit")
+
+    def score(self, ids):
+        EVENTS.append("score")
+        return np.full(len(ids), -np.log(len(self.vocab)))
+
+@lmeval.hookimpl
+def register_models(register):
+    register(Chunked)
+
+@lmeval.hookimpl
+def register_tokenizers(register):
+    register(Keeper)
+"""
+
+
+def test_the_kept_training_ids_go_before_the_last_row_that_read_them_is_scored(tmp_path):
+    """The word numbers a tokenizer keeps for fitting (4 bytes a training word) are
+    not held under the last chunk-reading row's scoring, nor after."""
+    (tmp_path / "keeper.py").write_text(KEEPER, encoding="utf-8")
+    (tmp_path / "train.txt").write_text(text_of(300, seed=3), encoding="utf-8")
+    (tmp_path / "test.txt").write_text(text_of(20, seed=4), encoding="utf-8")
+    host = lmeval.load_host([str(tmp_path / "keeper.py")])
+    events = sys.modules[host.tokenizers.get("keeper").__module__].EVENTS
+    comparison = lmeval.compare(
+        ["a=chunked", "b=chunked", "uniform"], train=tmp_path / "train.txt",
+        test=tmp_path / "test.txt", tokenizer="keeper", bootstrap=0, verify=0, host=host,
+    )  # fmt: skip
+    assert all(not row.get("error") for row in comparison.results)
+    fits = [i for i, event in enumerate(events) if event == "fit"]
+    forgets = [i for i, event in enumerate(events) if event == "forget"]
+    assert len(fits) == 2 and forgets
+    # kept for the second row's fit, gone before its scoring
+    assert events[fits[1] :] == ["fit", "forget", "score", "forget"]
 
 
 def test_read_only_ids_cannot_be_made_writable_and_are_not_copied_twice():

@@ -149,9 +149,7 @@ def count_windows(ids, eos, bos, end, order, table, used, low, high, start, virt
 
 
 @numba.njit(cache=True, nogil=True)
-def next_order(
-    rows, counts, prefix_rank, n, end, bos, radix, lower_suffix, lower_keys, slots, bits
-):
+def next_order(rows, counts, prefix_rank, n, end, bos, radix, lower_suffix, lower_keys, slots):
     """The n-grams of order ``n`` from the sorted distinct windows ``rows`` (and
     their ``counts``): their keys (``prefix rank * radix + token``), counts, suffix
     ranks in order ``n - 1`` and whether they start with ``bos``.
@@ -160,9 +158,8 @@ def next_order(
     n-grams of order ``n - 1`` (-1 where they hold ``end``); it is overwritten
     with the rank of its first ``n`` tokens among those of order ``n``, for the
     next order. The suffix of an n-gram (its last ``n - 1`` tokens) is found
-    through ``slots`` (a :class:`.hashing.CompiledIndex` of ``lower_keys``, with
-    its ``bits``); order 2's is its last token. Two passes over the rows, no
-    temporaries.
+    through ``slots`` (a :class:`.hashing.CompiledIndex` of ``lower_keys``); order
+    2's is its last token. Two passes over the rows, no temporaries.
     """
     size = len(rows)
     groups = 0
@@ -192,7 +189,7 @@ def next_order(
                 suffix[g] = token
             else:
                 query = np.int64(lower_suffix[rank]) * radix + token
-                found = _find(lower_keys, slots, bits, query)
+                found = _find(lower_keys, slots, query)
                 if found == -1:  # the suffix of a counted n-gram was counted one order down
                     raise ValueError("an n-gram's suffix is missing from the order below")
                 suffix[g] = found
@@ -248,39 +245,50 @@ def typed_list(arrays):
     return out
 
 
+@numba.njit(cache=True, nogil=True, inline="always")
+def _slot(key, size):
+    """The first slot of ``key`` in a table of ``size`` slots (below 2**32): the
+    high 32 bits of its Fibonacci hash, scaled to the size (Lemire's "fastrange";
+    a multiply and a shift, no modulo), so the table is as large as its load asks,
+    not the next power of two (up to half of it unused)."""
+    mixed = (np.uint64(key) * np.uint64(0x9E3779B97F4A7C15)) >> np.uint64(32)
+    return np.int64((mixed * np.uint64(size)) >> np.uint64(32))
+
+
 @numba.njit(cache=True, nogil=True)
-def place_keys(keys, bits):
-    """Slots (``2**bits``, linear probing) holding the position of every key of
-    ``keys`` (distinct int64), at the slot Fibonacci hashing gives it."""
-    size = 1 << bits
+def place_keys(keys, size):
+    """Slots (``size`` of them, linear probing) holding the position of every key of
+    ``keys`` (distinct int64), from the slot :func:`_slot` gives it."""
     slots = np.full(size, -1, dtype=np.int32)
-    mask = size - 1
-    shift = np.uint64(64 - bits)
     for r in range(len(keys)):
-        s = np.int64((np.uint64(keys[r]) * np.uint64(0x9E3779B97F4A7C15)) >> shift)
+        s = _slot(keys[r], size)
         while slots[s] != -1:
-            s = (s + 1) & mask
+            s += 1
+            if s == size:
+                s = 0
         slots[s] = r
     return slots
 
 
 @numba.njit(cache=True, nogil=True)
-def find_keys(keys, slots, bits, query):
+def find_keys(keys, slots, query):
     """The position in ``keys`` of every query (-1 where absent), through the slots
     :func:`place_keys` made."""
     out = np.empty(len(query), dtype=np.int64)
     for q in range(len(query)):
-        out[q] = _find(keys, slots, bits, query[q])
+        out[q] = _find(keys, slots, query[q])
     return out
 
 
 @numba.njit(cache=True, nogil=True, inline="always")
-def _find(keys, slots, bits, key):
+def _find(keys, slots, key):
     """The position of ``key`` in ``keys`` (-1 where absent), through the slots."""
-    mask = (1 << bits) - 1
-    s = np.int64((np.uint64(key) * np.uint64(0x9E3779B97F4A7C15)) >> np.uint64(64 - bits))
+    size = len(slots)
+    s = _slot(key, size)
     while True:
         r = slots[s]
         if r == -1 or keys[r] == key:
             return r
-        s = (s + 1) & mask
+        s += 1
+        if s == size:
+            s = 0

@@ -421,7 +421,7 @@ def _orders_from_windows(rows, counts, out, radix, order, bos, end) -> list[Orde
         index = CompiledIndex(lower.keys if n > 2 else lower.keys[:0])  # order 2: no lookups
         keys, group_counts, suffix, starts_bos = compiled.next_order(
             rows, counts, prefix_rank, n, end, bos, radix, lower.suffix, index.keys,
-            index.slots, index.bits,
+            index.slots,
         )  # fmt: skip
         del index
         out.append(OrderCounts(keys, group_counts, suffix, starts_bos))

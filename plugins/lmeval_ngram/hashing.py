@@ -104,15 +104,16 @@ class CompiledIndex:
         from . import kernels
 
         self.keys = np.ascontiguousarray(keys, dtype=np.int64)
-        # at most 3/4 full: a probe or two more than half full, for half the memory
-        self.bits = max(4, int(len(self.keys) * 4 // 3).bit_length())
+        # 3/4 full, whatever the number of keys (the table is not rounded up to a
+        # power of two): a probe or two more than half full, for half the memory
+        size = max(16, len(self.keys) * 4 // 3 + 1)
         self._compiled = kernels.compiled()
-        self.slots = self._compiled.place_keys(self.keys, self.bits)
+        self.slots = self._compiled.place_keys(self.keys, size)
 
     def find(self, query: np.ndarray) -> np.ndarray:
         """Position in ``keys`` of every query key, -1 where absent."""
         query = np.ascontiguousarray(query, dtype=np.int64)
-        return self._compiled.find_keys(self.keys, self.slots, self.bits, query)
+        return self._compiled.find_keys(self.keys, self.slots, query)
 
 
 def index_for(keys: np.ndarray, key_range: int) -> HashIndex | DenseIndex | CompiledIndex:

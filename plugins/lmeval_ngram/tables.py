@@ -97,7 +97,7 @@ class Tables:
 
     def _score_slice(self, seq: np.ndarray, starts: np.ndarray) -> np.ndarray:
         seq = np.asarray(seq, dtype=np.int64)
-        lp = self.logp[0][seq]
+        lp = self.logp[0][seq].astype(np.float64, copy=False)  # summed in float64
         rank = seq
         for n in range(2, self.order + 1):
             rank = self._step(n, lp, _contexts(rank, starts), seq)
@@ -147,12 +147,19 @@ class Tables:
         last ``order - 1`` tokens matter.
         """
         history = np.asarray(history, dtype=np.int64)[max(0, len(history) - (self.order - 1)) :]
-        tok = np.asarray(candidates, dtype=np.int64)
-        lp = self.logp[0][tok]
-        for n in range(2, min(self.order, len(history) + 1) + 1):
-            ctx = np.full(len(tok), self.context_rank(history[len(history) - (n - 1) :]))
-            self._step(n, lp, ctx, tok)
-        return lp
+        orders = range(2, min(self.order, len(history) + 1) + 1)
+        contexts = [self.context_rank(history[len(history) - (n - 1) :]) for n in orders]
+        candidates = np.asarray(candidates, dtype=np.int64)
+        out = np.empty(len(candidates))
+        # a slice of candidates at a time: over a vocabulary of a million words,
+        # each order's temporaries for all of them at once would be tens of MB
+        for a in range(0, len(candidates), SCORE_SLICE):
+            tok = candidates[a : a + SCORE_SLICE]
+            lp = self.logp[0][tok].astype(np.float64, copy=False)
+            for n, context in zip(orders, contexts, strict=True):
+                self._step(n, lp, np.full(len(tok), context), tok)
+            out[a : a + SCORE_SLICE] = lp
+        return out
 
     def ngram_tokens(self, n: int) -> np.ndarray:
         """The tokens of every n-gram of order ``n``, as a (count, n) int64 array."""
