@@ -52,7 +52,7 @@ def contexts(vocab, train, rng, count=12):
 @pytest.mark.parametrize("order", [1, 2, 3, 4, 5])
 def test_every_smoothing_is_a_distribution_at_every_context(chars, smoothing, order):
     vocab, train = chars
-    model = fitted(vocab, train, order=order, smoothing=smoothing)
+    model = fitted(vocab, train, order=order, smoothing=smoothing, values="float64")
     rng = np.random.default_rng(order)
     for context in contexts(vocab, train, rng):
         logp = model.next_token_logprobs(context)
@@ -61,9 +61,34 @@ def test_every_smoothing_is_a_distribution_at_every_context(chars, smoothing, or
 
 
 @pytest.mark.parametrize("smoothing", SMOOTHINGS)
+def test_float32_values_are_the_float64_ones_rounded_and_still_a_distribution(chars, smoothing):
+    """The default keeps every value as KenLM does, in float32: exactly the float64
+    model's values rounded once, half their memory, and every distribution within
+    the evaluator's tolerance (1e-6) of summing to 1."""
+    vocab, train = chars
+    kept = fitted(vocab, train, order=4, smoothing=smoothing)
+    exact = fitted(vocab, train, order=4, smoothing=smoothing, values="float64")
+    for mine, theirs in [
+        (kept.tables.logp, exact.tables.logp),
+        (kept.tables.logbo, exact.tables.logbo),
+    ]:
+        for low, high in zip(mine, theirs, strict=True):
+            assert low.dtype == np.float32 and low.nbytes * 2 == high.nbytes
+            np.testing.assert_array_equal(low, high.astype(np.float32))
+    rng = np.random.default_rng(3)
+    for context in contexts(vocab, train, rng):
+        logp = kept.next_token_logprobs(context)
+        assert logp.dtype == np.float64
+        assert math.fsum(np.exp(logp)) == pytest.approx(1.0, abs=lmeval.verify.SUM_TOLERANCE)
+    scores, reference = kept.score(train), exact.score(train)
+    np.testing.assert_allclose(scores, reference, rtol=3e-7, atol=1e-6)
+    assert scores.mean() != reference.mean()  # rounded: not the float64 model in disguise
+
+
+@pytest.mark.parametrize("smoothing", SMOOTHINGS)
 def test_stream_mode_is_a_distribution_too(chars, smoothing):
     vocab, train = chars
-    model = fitted(vocab, train, order=3, smoothing=smoothing, sentences=False)
+    model = fitted(vocab, train, order=3, smoothing=smoothing, sentences=False, values="float64")
     for context in contexts(vocab, train, np.random.default_rng(9)):
         assert math.fsum(np.exp(model.next_token_logprobs(context))) == pytest.approx(1, abs=1e-9)
 
@@ -308,7 +333,7 @@ def test_large_vocabulary_keys_do_not_overflow():
     ids = rng.integers(1, 1_000, 60_000)
     ids[rng.random(len(ids)) < 0.3] += 69_000 - 1_000  # rare words widen the key range
     ids[rng.random(len(ids)) < 0.05] = vocab.eos_id
-    model = fitted(vocab, ids, order=4)
+    model = fitted(vocab, ids, order=4, values="float64")
     assert model.tables.keys[2].max() > 2**31
     picks = rng.integers(10, len(ids), 8)
     scores = model.score(ids)

@@ -57,7 +57,7 @@ def test_toy_models_match_kenlm_arpa(shared: Path, tmp_path: Path, name: str, co
     # lmplz --discount_fallback -o 3 on these two lines; every discount falls back.
     tok = lmeval.WordTokenizer()
     vocab = tok.fit(corpus)
-    model = NGram(vocab, order=3)
+    model = NGram(vocab, order=3, values="float64")
     model.fit(tok.encode(corpus))
     model.save(tmp_path / "toy.arpa")
     expected = (shared / "reference" / f"{name}.arpa").read_text(encoding="utf-8")
@@ -77,12 +77,12 @@ def test_toy0_by_hand():
     a = vocab.id("a")
     p_a = (3 - 1.5) / 7 + 0.5 / 4
     # Order 3: bigrams starting with <s> keep their raw counts ("<s> a" 1, "<s> b" 1).
-    model = NGram(vocab, order=3)
+    model = NGram(vocab, order=3, values="float64")
     model.fit(tok.encode(corpus))
     got = model.next_token_logprobs(np.array([], dtype=np.int64))[a]
     assert got == pytest.approx(math.log((1 - 0.5) / 2 + 0.5 * p_a), abs=1e-12)
     # Order 2: the top order keeps raw counts: "a a" 2, "a b" 2, "a </s>" 1.
-    model = NGram(vocab, order=2)
+    model = NGram(vocab, order=2, values="float64")
     model.fit(tok.encode(corpus))
     got = model.next_token_logprobs(np.array([a]))[a]
     assert got == pytest.approx(math.log((2 - 1) / 5 + (1 + 1 + 0.5) / 5 * p_a), abs=1e-12)

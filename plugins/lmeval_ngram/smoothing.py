@@ -152,6 +152,7 @@ def interpolate(
     radix: int,
     bos: int,
     extra_mass: bool = False,
+    values: type = np.float64,
 ) -> Tables:
     """The interpolated model of the module docstring, one order at a time.
 
@@ -160,7 +161,9 @@ def interpolate(
     ``extra_mass`` adds Witten-Bell's ``N1+(h .)`` to ``Z`` and ``G``. The
     n-grams of an order are processed in slices, so that the temporaries stay
     small beside the tables. The counts are consumed: once an order is done,
-    all but its keys (which the tables keep) are released.
+    all but its keys (which the tables keep) are released. The arithmetic is
+    float64; the tables keep ``values`` (float32: stored as KenLM stores them,
+    each order's converted as soon as it is done).
     """
     logp: list[np.ndarray] = []
     logbo: list[np.ndarray] = []
@@ -192,13 +195,13 @@ def interpolate(
             p += gamma[ctx] * lower[suffix[part]]
             probs[part] = p
         if n > 1:
-            logbo.append(_log_at_most_0(gamma))
-            logp.append(_log_at_most_0(lower))  # order n-1 is done with
+            logbo.append(_log_at_most_0(gamma).astype(values, copy=False))
+            logp.append(_log_at_most_0(lower).astype(values, copy=False))  # order n-1 is done
         lower = probs
         del counts, suffix, probs, z, g, gamma, is_ctx
         orders[n - 1].release()  # its counts are done with too: not under the next order
         lmeval.release_memory()
-    logp.append(_log_at_most_0(lower))
+    logp.append(_log_at_most_0(lower).astype(values, copy=False))
     return Tables(radix, bos, [o.keys for o in orders], logp, logbo)
 
 
@@ -214,7 +217,12 @@ def _log_ratio(num: np.ndarray, den: np.ndarray) -> np.ndarray:
 
 
 def unsmoothed(
-    orders: list[OrderCounts], vocab_size: int, radix: int, bos: int, k: float
+    orders: list[OrderCounts],
+    vocab_size: int,
+    radix: int,
+    bos: int,
+    k: float,
+    values: type = np.float64,
 ) -> Tables:
     """Relative frequencies (``k=0``: MLE, a backoff model whose unseen events get 0)
     or add-k, ``(c(h w) + k) / (c(h .) + k |V|)`` at the longest seen context ``h``."""
@@ -230,15 +238,15 @@ def unsmoothed(
         den = z + k * vocab_size
         if n == 1 and not is_ctx[0] and k == 0:
             # no training token at all: 0/0, so the limit of add-k as k -> 0, uniform
-            logp.append(np.full(len(c), -np.log(vocab_size)))
+            logp.append(np.full(len(c), -np.log(vocab_size), dtype=values))
         else:
-            logp.append(_log_ratio(c + k, den[ctx]))
+            logp.append(_log_ratio(c + k, den[ctx]).astype(values, copy=False))
         if n > 1:
             if k == 0:
                 unseen = np.where(is_ctx, -np.inf, 0.0)
             else:
                 unseen = np.where(is_ctx, _log_ratio(np.full(n_ctx, k), den), np.nan)
-            logbo.append(unseen)
+            logbo.append(unseen.astype(values, copy=False))
     return Tables(radix, bos, [o.keys for o in orders], logp, logbo, backoff=k == 0)
 
 
@@ -251,8 +259,12 @@ def estimate(
     k: float = 1.0,
     discount: float = 0.75,
     first_seen: np.ndarray | None = None,
+    values: type = np.float64,
 ) -> tuple[Tables, dict]:
     """The model of ``smoothing`` and JSON-able facts about it (discounts, notes).
+
+    ``values``: the dtype the tables keep their log-probabilities and back-off
+    weights in (computed in float64 whatever it is).
 
     ``first_seen`` (KenLM's id of every internal id) makes the Kneser-Ney
     discounts KenLM's (see :func:`kenlm_quirk`); ``None`` takes the counts of
@@ -260,7 +272,8 @@ def estimate(
     """
     facts: dict = {}
     if smoothing in ("mle", "add-k"):
-        return unsmoothed(orders, vocab_size, radix, bos, 0.0 if smoothing == "mle" else k), facts
+        k = 0.0 if smoothing == "mle" else k
+        return unsmoothed(orders, vocab_size, radix, bos, k, values), facts
     if smoothing in ("witten-bell", "absolute"):
         fixed = 0.0 if smoothing == "witten-bell" else discount
         if smoothing == "absolute":
@@ -273,6 +286,7 @@ def estimate(
             radix,
             bos,
             extra_mass=smoothing == "witten-bell",
+            values=values,
         )
         return tables, facts
     per_order: dict[str, Any] = {}
@@ -296,7 +310,7 @@ def estimate(
         return (0.0, *amounts)
 
     adjusted = lambda n: continuation_counts(orders, n)  # noqa: E731
-    tables = interpolate(orders, adjusted, discounts, vocab_size, radix, bos)
+    tables = interpolate(orders, adjusted, discounts, vocab_size, radix, bos, values=values)
     facts["discounts"] = per_order
     if notes:
         facts["notes"] = notes
