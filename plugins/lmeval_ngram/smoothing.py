@@ -186,14 +186,17 @@ def interpolate(
         gamma = np.divide(g, z, out=g, where=is_ctx)  # in place: one array per context less
         np.copyto(gamma, 1.0, where=~is_ctx)
         np.copyto(z, 1.0, where=~is_ctx)
-        probs = np.empty(len(counts))
+        top = n == len(orders)
+        # the top order's probabilities feed no further order: each slice is put in
+        # its final form at once, never a float64 array of them all beside it
+        probs = np.empty(len(counts), dtype=values if top else np.float64)
         suffix = orders[n - 1].suffix
         for part in parts:
             c = counts[part]
             ctx = _contexts(orders, n, radix, part)
             p = (c - amounts[np.minimum(c, 3)]) / z[ctx]
             p += gamma[ctx] * lower[suffix[part]]
-            probs[part] = p
+            probs[part] = _log_at_most_0(p) if top else p
         if n > 1:
             logbo.append(_log_at_most_0(gamma).astype(values, copy=False))
             logp.append(_log_at_most_0(lower).astype(values, copy=False))  # order n-1 is done
@@ -201,7 +204,7 @@ def interpolate(
         del counts, suffix, probs, z, g, gamma, is_ctx
         orders[n - 1].release()  # its counts are done with too: not under the next order
         lmeval.release_memory()
-    logp.append(_log_at_most_0(lower).astype(values, copy=False))
+    logp.append(lower)  # the top order's, logs already
     return Tables(radix, bos, [o.keys for o in orders], logp, logbo)
 
 
