@@ -429,6 +429,30 @@ def test_the_compiled_counting_and_the_numpy_one_give_the_same_model(order, monk
         np.testing.assert_array_equal(compiled.tables.keys[n], plain.tables.keys[n])
 
 
+@pytest.mark.parametrize("arrangement", ["shuffled", "sorted", "reversed", "organ pipe"])
+@pytest.mark.parametrize("depth_limit", [-1, 0, 2])
+def test_the_compiled_window_sort_orders_rows_as_lexsort_does(arrangement, depth_limit):
+    """The counting tables are sorted in place by a compiled introsort; whole-model tests
+    cannot reach its heap-sort fallback on demand, so the kernel is held here to
+    numpy's lexsort on every path (quicksort, heap sort from the start, both)."""
+    compiled = pytest.importorskip("lmeval_ngram._compiled", reason="needs numba")
+    rng = np.random.default_rng(depth_limit + 7)
+    for width, high, dtype in [(1, 300, np.uint16), (3, 6, np.uint8), (6, 4, np.uint32)]:
+        rows = np.unique(rng.integers(0, high, size=(3000, width)).astype(dtype), axis=0)
+        if arrangement == "shuffled":
+            rows = rows[rng.permutation(len(rows))]
+        elif arrangement == "reversed":
+            rows = rows[::-1].copy()
+        elif arrangement == "organ pipe":
+            rows = np.concatenate([rows[::2], rows[1::2][::-1]])
+        expected = np.lexsort(rows.T[::-1])
+        counts = np.arange(len(rows), dtype=np.int32)
+        sorted_rows = rows.copy()
+        compiled.sort_rows(sorted_rows, counts, depth_limit)
+        np.testing.assert_array_equal(sorted_rows, rows[expected])
+        np.testing.assert_array_equal(counts, expected)  # the counts moved with their rows
+
+
 def test_counting_past_its_memory_writes_sorted_runs_and_merges_them_exactly(tmp_path, monkeypatch):
     """A corpus that needs several tables under memory=4M: the counts go to sorted runs
     in tmpdir, merged at the end as KenLM's lmplz -S does; the model equals the one

@@ -21,32 +21,156 @@ def _hash(window):
     return h
 
 
+@numba.njit(cache=True, nogil=True, inline="always")
+def _scaled(h, size):
+    """Slot of the hash ``h`` in a table of ``size`` slots (below 2**32): its high 32
+    bits scaled to the size (Lemire's "fastrange"), so a table can be any size."""
+    return np.int64(((h >> np.uint64(32)) * np.uint64(size)) >> np.uint64(32))
+
+
+#: How much a full counting table grows: by half, so that while it is moved the old
+#: and the new table hold 2.5 times the old one (3 times when doubling), and a grown
+#: table is at least half full (at least three eighths when doubling).
+GROWTH_NUM, GROWTH_DEN = 3, 2
+
+
 @numba.njit(cache=True, nogil=True)
-def _regrow(table, order, empty):
-    """The table twice as large, every window moved to its slot there."""
-    size = 2 * table.shape[0]
+def _regrow(table, order, empty, size):
+    """The table with ``size`` slots, every window moved to its slot there."""
     new = np.empty((size, table.shape[1]), dtype=table.dtype)
     new[:, 0] = empty
-    mask = np.uint64(size - 1)
     for r in range(table.shape[0]):
         if table[r, 0] != empty:
-            s = _hash(table[r, :order]) & mask
+            s = _scaled(_hash(table[r, :order]), size)
             while new[s, 0] != empty:
-                s = (s + np.uint64(1)) & mask
+                s += 1
+                if s == size:
+                    s = 0
             new[s] = table[r]
     return new
 
 
 @numba.njit(cache=True, nogil=True)
-def taken(table, order, empty, digit_bits, like):
-    """The windows in use and their counts (the count's digits put together, in
-    ``like``'s type)."""
-    keep = table[:, 0] != empty
-    rows = table[keep, :order].copy()
-    counts = np.zeros(len(rows), dtype=like.dtype)
-    for k in range(table.shape[1] - order):
-        counts += table[keep, order + k].astype(like.dtype) << (digit_bits * k)
-    return rows, counts
+def take_sorted(table, order, empty, digit_bits, rows, counts):
+    """The windows in use in ``table`` (``len(rows)`` of them) copied into ``rows``,
+    their counts (the count's digits put together) into ``counts``, and both
+    sorted by window (lexicographic: the tables' order) in place: beside the
+    table, nothing but what is kept (no boolean mask, no sorting index, no
+    second copy to gather into)."""
+    digits = table.shape[1] - order
+    used = 0
+    for r in range(table.shape[0]):
+        if table[r, 0] != empty:
+            for k in range(order):
+                rows[used, k] = table[r, k]
+            total = np.int64(0)
+            for k in range(digits):
+                total += np.int64(table[r, order + k]) << (digit_bits * k)
+            counts[used] = total
+            used += 1
+    sort_rows(rows, counts)
+
+
+@numba.njit(cache=True, nogil=True, inline="always")
+def _less(rows, i, j):
+    """Whether row ``i`` of ``rows`` comes before row ``j`` (lexicographic)."""
+    for k in range(rows.shape[1]):
+        if rows[i, k] != rows[j, k]:
+            return rows[i, k] < rows[j, k]
+    return False
+
+
+@numba.njit(cache=True, nogil=True, inline="always")
+def _swap(rows, counts, i, j):
+    for k in range(rows.shape[1]):
+        rows[i, k], rows[j, k] = rows[j, k], rows[i, k]
+    counts[i], counts[j] = counts[j], counts[i]
+
+
+@numba.njit(cache=True, nogil=True)
+def _sift(rows, counts, lo, root, size):
+    """Heap sort's sift-down of ``root`` in the heap of ``size`` rows from ``lo``."""
+    while True:
+        child = 2 * root + 1
+        if child >= size:
+            return
+        if child + 1 < size and _less(rows, lo + child, lo + child + 1):
+            child += 1
+        if not _less(rows, lo + root, lo + child):
+            return
+        _swap(rows, counts, lo + root, lo + child)
+        root = child
+
+
+@numba.njit(cache=True, nogil=True)
+def _heap_sort(rows, counts, lo, hi):
+    """Rows ``lo .. hi`` (inclusive) sorted in O(n log n) whatever their order: where
+    quicksort has recursed too deep."""
+    size = hi - lo + 1
+    for root in range(size // 2 - 1, -1, -1):
+        _sift(rows, counts, lo, root, size)
+    for last in range(size - 1, 0, -1):
+        _swap(rows, counts, lo, lo + last)
+        _sift(rows, counts, lo, 0, last)
+
+
+@numba.njit(cache=True, nogil=True)
+def sort_rows(rows, counts, depth_limit=-1):
+    """Sort the distinct rows of ``rows`` (lexicographic) in place, ``counts`` along:
+    introsort (median-of-three quicksort, Hoare's partition, heap sort past a
+    depth of ``depth_limit``, by default 2 log2 n; insertion sort below 16 rows),
+    its own stack, no recursion."""
+    n = len(rows)
+    if n < 2:
+        return
+    if depth_limit < 0:
+        depth_limit = 2 * (int(np.log2(n)) + 1)
+    stack = np.empty((64, 3), dtype=np.int64)  # the larger part waits: depth <= log2 n
+    stack[0, 0], stack[0, 1], stack[0, 2] = 0, n - 1, depth_limit
+    top = 1
+    while top:
+        top -= 1
+        lo, hi, depth = stack[top, 0], stack[top, 1], stack[top, 2]
+        while hi - lo >= 16:
+            if depth == 0:
+                _heap_sort(rows, counts, lo, hi)
+                lo = hi
+                break
+            depth -= 1
+            mid = lo + (hi - lo) // 2
+            if _less(rows, mid, lo):
+                _swap(rows, counts, mid, lo)
+            if _less(rows, hi, lo):
+                _swap(rows, counts, hi, lo)
+            if _less(rows, hi, mid):
+                _swap(rows, counts, hi, mid)
+            # the median of three is the pivot, moved to lo, where the scans never swap
+            # it (they compare with it there); rows[hi], at least as large, stops i
+            _swap(rows, counts, mid, lo)
+            i, j = lo, hi + 1
+            while True:
+                i += 1
+                while _less(rows, i, lo):
+                    i += 1
+                j -= 1
+                while _less(rows, lo, j):
+                    j -= 1
+                if i >= j:
+                    break
+                _swap(rows, counts, i, j)
+            _swap(rows, counts, lo, j)  # the pivot to its place: left < j < right
+            if j - lo < hi - j:
+                stack[top, 0], stack[top, 1], stack[top, 2] = j + 1, hi, depth
+                hi = j - 1
+            else:
+                stack[top, 0], stack[top, 1], stack[top, 2] = lo, j - 1, depth
+                lo = j + 1
+            top += 1
+        for a in range(lo + 1, hi + 1):  # insertion sort of what is left
+            b = a
+            while b > lo and _less(rows, b, b - 1):
+                _swap(rows, counts, b, b - 1)
+                b -= 1
 
 
 @numba.njit(cache=True, nogil=True)
@@ -63,7 +187,7 @@ def count_windows(ids, eos, bos, end, order, table, used, low, high, start, virt
     stops where the table would grow past ``limit`` slots; returns ``(table,
     used, stop, virtual, full)``: the table (grown, perhaps), the slots it uses,
     and where the next call resumes, after the caller emptied a ``full`` table
-    (:func:`taken`). Successive calls on chunks of whole sentences (each begun
+    (:func:`take_sorted`). Successive calls on chunks of whole sentences (each begun
     with ``virtual``) count what one call on their concatenation counts.
 
     The table holds the windows themselves (open addressing, linear probing, at
@@ -78,7 +202,6 @@ def count_windows(ids, eos, bos, end, order, table, used, low, high, start, virt
     empty = end + 1
     size = table.shape[0]
     width = table.shape[1]
-    mask = np.uint64(size - 1)
     window = np.empty(order, dtype=table.dtype)
     full = False
     i = start
@@ -110,7 +233,7 @@ def count_windows(ids, eos, bos, end, order, table, used, low, high, start, virt
                 at += 1
             else:
                 window[j] = end
-        s = _hash(window) & mask
+        s = _scaled(_hash(window), size)
         while True:
             if table[s, 0] == empty:
                 for j in range(order):
@@ -120,12 +243,12 @@ def count_windows(ids, eos, bos, end, order, table, used, low, high, start, virt
                     table[s, k] = 0
                 used += 1
                 if 4 * used >= 3 * size:
-                    if 2 * size > limit:  # full: the caller writes it out, then resumes
+                    grown = size * GROWTH_NUM // GROWTH_DEN
+                    if grown > limit:  # full: the caller writes it out, then resumes
                         full = True
                     else:
-                        table = _regrow(table, order, empty)
-                        size *= 2
-                        mask = np.uint64(size - 1)
+                        table = _regrow(table, order, empty, grown)
+                        size = grown
                 break
             same = True
             for j in range(order):
@@ -138,7 +261,9 @@ def count_windows(ids, eos, bos, end, order, table, used, low, high, start, virt
                     if table[s, k] != 0:
                         break
                 break
-            s = (s + np.uint64(1)) & mask
+            s += 1
+            if s == size:
+                s = 0
         if virtual:
             virtual = False
         else:
@@ -247,12 +372,10 @@ def typed_list(arrays):
 
 @numba.njit(cache=True, nogil=True, inline="always")
 def _slot(key, size):
-    """The first slot of ``key`` in a table of ``size`` slots (below 2**32): the
-    high 32 bits of its Fibonacci hash, scaled to the size (Lemire's "fastrange";
-    a multiply and a shift, no modulo), so the table is as large as its load asks,
-    not the next power of two (up to half of it unused)."""
-    mixed = (np.uint64(key) * np.uint64(0x9E3779B97F4A7C15)) >> np.uint64(32)
-    return np.int64((mixed * np.uint64(size)) >> np.uint64(32))
+    """The first slot of ``key`` in a table of ``size`` slots: its Fibonacci hash,
+    scaled (:func:`_scaled`), so the table is as large as its load asks, not the
+    next power of two (up to half of it unused)."""
+    return _scaled(np.uint64(key) * np.uint64(0x9E3779B97F4A7C15), size)
 
 
 @numba.njit(cache=True, nogil=True)

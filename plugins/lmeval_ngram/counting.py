@@ -381,17 +381,30 @@ def _count_windows(
             # two ranges of first tokens, counted at once in two threads (the compiled
             # loop and numpy's sort release the GIL): their rows are disjoint
             list(pool.map(lambda counter, ids=ids: counter.add(ids), counters))
-        # counts of 4 bytes while they fit; one range at a time, so that only one
-        # range's sorting temporaries are ever beside the tables
+        # counts of 4 bytes while they fit; one range at a time, the first range's
+        # table gone before the array of all the rows is made
         count_dtype = np.int32 if 2 * unigram.sum() < 2**31 else np.int64
-        parts = [counter.finish(count_dtype) for counter in counters]
+        if any(counter.runs for counter in counters):  # merged from disk: arrays of their own
+            parts = [counter.finish(count_dtype) for counter in counters]
+            rows = np.concatenate([p[0] for p in parts])  # the first range's rows sort first
+            counts = np.concatenate([p[1] for p in parts])
+            del parts
+        elif counters:  # the other ranges sorted in place in their share: nothing to join
+            first_rows, first_counts = counters[0].finish(count_dtype)
+            rows = np.empty((len(first_rows) + sum(c.used for c in counters[1:]), order), dtype)
+            counts = np.empty(len(rows), dtype=count_dtype)
+            rows[: len(first_rows)], counts[: len(first_rows)] = first_rows, first_counts
+            at = len(first_rows)
+            del first_rows, first_counts
+            for counter in counters[1:]:
+                share = slice(at, at + counter.used)
+                counter.finish(count_dtype, into=(rows[share], counts[share]))
+                at = share.stop
     report["runs_written"] = sum(len(c.written) for c in counters)
     out = [_unigrams(unigram, bos)]
-    if not parts:
+    if not counters:  # no chunk at all
         return out
-    rows = np.concatenate([p[0] for p in parts])  # the first range's rows sort first
-    counts = np.concatenate([p[1] for p in parts])
-    del parts, counters
+    del counters
     lmeval.release_memory()  # the tables and the chunks: not under what follows
     return _orders_from_windows(rows, counts, out, radix, order, bos, end)
 
@@ -459,15 +472,19 @@ class _WindowCounter:
             if full:
                 self._write()
 
-    def _sorted(self, count_dtype=np.int64) -> tuple[np.ndarray, np.ndarray]:
+    def _sorted(self, count_dtype=np.int64, into=None) -> tuple[np.ndarray, np.ndarray]:
         """The table's windows sorted (lexicographic: the tables' order), and their
-        counts; the table is gone."""
-        rows, counts = kernels.compiled().taken(
-            self.table, self.order, self.end + 1, self.digit_bits, np.zeros(0, count_dtype)
+        counts, in ``into`` (rows, counts) when given, of the table's size; the
+        table is gone."""
+        rows, counts = into or (
+            np.empty((self.used, self.order), dtype=self.dtype),
+            np.empty(self.used, dtype=count_dtype),
+        )
+        kernels.compiled().take_sorted(
+            self.table, self.order, self.end + 1, self.digit_bits, rows, counts
         )
         del self.table
-        by_row = np.lexsort(rows.T[::-1])
-        return rows[by_row], counts[by_row]
+        return rows, counts
 
     def _write(self) -> None:
         rows, counts = self._sorted()
@@ -477,11 +494,12 @@ class _WindowCounter:
         del rows, counts
         self._fresh()
 
-    def finish(self, count_dtype=np.int64) -> tuple[np.ndarray, np.ndarray]:
+    def finish(self, count_dtype=np.int64, into=None) -> tuple[np.ndarray, np.ndarray]:
         """Every window counted, sorted, and their counts (``count_dtype``: int32
-        where no count can reach 2**31)."""
+        where no count can reach 2**31); where nothing was written, in ``into``
+        (rows, counts of the table's size) when given."""
         if not self.runs:
-            return self._sorted(count_dtype)  # it all fitted: nothing written
+            return self._sorted(count_dtype, into)  # it all fitted: nothing written
         if self.used:
             self._write()
         del self.table

@@ -55,7 +55,7 @@ def loaded() -> bool:
 
 @cache
 def compiled() -> ModuleType | None:
-    """The module of compiled functions (``count_windows``, ``taken``,
+    """The module of compiled functions (``count_windows``, ``take_sorted``,
     ``merge_runs``, ``typed_list``...), or ``None`` without numba."""
     try:
         from . import _compiled
