@@ -375,13 +375,21 @@ def check_consistency(
     return _run("consistency", body)
 
 
+#: Bytes of ``next_token_logprobs`` answers :class:`_Remembered` keeps at most: all of
+#: them for a vocabulary of up to ~100,000 tokens, few for one of millions of words,
+#: whose every distribution is MBs (and recomputing one costs little beside that).
+REMEMBER_BYTES = 1 << 24
+
+
 class _Remembered:
-    """The model, with each ``next_token_logprobs`` answer kept: normalisation and
-    consistency ask for the same contexts, and a distribution can cost a few ms."""
+    """The model, with ``next_token_logprobs`` answers kept (up to
+    :data:`REMEMBER_BYTES`): normalisation and consistency ask for the same
+    contexts, and a distribution can cost a few ms."""
 
     def __init__(self, model: LanguageModel) -> None:
         self._model = model
         self._answers: dict[tuple[int, bytes], np.ndarray] = {}
+        self._kept = 0
 
     def __getattr__(self, name: str):
         return getattr(self._model, name)
@@ -391,9 +399,13 @@ class _Remembered:
         # the text, and keeping a copy of it per probe would cost 8 bytes per token
         context = np.ascontiguousarray(_ids(context_ids))
         key = (len(context), hashlib.blake2b(memoryview(context).cast("B")).digest())
-        if key not in self._answers:
-            self._answers[key] = np.array(self._model.next_token_logprobs(context_ids))
-        return self._answers[key]
+        answer = self._answers.get(key)
+        if answer is None:
+            answer = np.array(self._model.next_token_logprobs(context_ids))
+            if self._kept + answer.nbytes <= REMEMBER_BYTES:
+                self._answers[key] = answer
+                self._kept += answer.nbytes
+        return answer
 
 
 def _has_distribution(model: Any, ids: np.ndarray) -> bool:

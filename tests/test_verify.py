@@ -306,3 +306,23 @@ def test_late_cheating_without_a_distribution_is_caught_or_unverified():
     late, honest = records
     assert late["error"] and "normalisation" in late["error"]
     assert honest["verified"] is True
+
+
+def test_verification_keeps_a_bounded_amount_of_distributions():
+    """Normalisation and consistency ask for the same contexts, and the answers are
+    kept for the second: up to lmeval.verify.REMEMBER_BYTES, not 8 MB a probe over
+    a vocabulary of a million words (what a row's peak memory was made of)."""
+    import tracemalloc
+
+    vocab = lmeval.Vocabulary([f"w{i}" for i in range(1_000_000)], eos="</s>", distinct=True)
+    model = lmeval.load_host().models.get("uniform")(vocab)  # 8 MB a distribution
+    ids = np.random.default_rng(0).integers(0, len(vocab), 5000)
+    tracemalloc.start()
+    try:
+        outcome = lmeval.verify.verify_model(model, ids, positions=24)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert outcome.verified, outcome.failed
+    answer = len(vocab) * 8
+    assert peak < lmeval.verify.REMEMBER_BYTES + 6 * answer  # 24 kept would be 24 answers
