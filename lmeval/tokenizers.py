@@ -18,7 +18,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from itertools import repeat
+from itertools import compress, repeat
 from typing import Any, ClassVar
 
 import numpy as np
@@ -68,10 +68,22 @@ class Vocabulary:
 
     Id 0 is always ``<unk>``. ``eos`` is the end-of-line token, predicted at the
     end of every line in line mode (``None`` in stream mode).
+
+    A *compact* vocabulary (``compact=True``; the word tokenizer builds one) keeps
+    its tokens as one UTF-8 buffer and looks them up through arrays of their
+    hashes, some 25 bytes a token where a list and a dict of Python strings take
+    about 130 (a million words of source code: 30 MB instead of 170); ``itos``
+    and ``stoi`` are then made on first use, and :meth:`ids`, :meth:`id`,
+    :meth:`token` and ``in`` work without them.
     """
 
     def __init__(
-        self, tokens: Sequence[str], eos: str | None = None, *, distinct: bool = False
+        self,
+        tokens: Sequence[str],
+        eos: str | None = None,
+        *,
+        distinct: bool = False,
+        compact: bool = False,
     ) -> None:
         """``distinct``: the caller knows ``tokens`` are (a vocabulary of millions of
         words is built without checking it)."""
@@ -80,16 +92,50 @@ class Vocabulary:
             itos.append(eos)
         if not distinct and len(set(itos)) != len(itos):
             raise ValueError("vocabulary tokens must be unique")
-        self.itos: list[str] = itos
-        self.stoi: dict[str, int] = dict(zip(itos, range(len(itos)), strict=True))
         self.eos = eos
+        self._size = len(itos)
+        self._itos: list[str] | None = None
+        self._stoi: dict[str, int] | None = None
+        self._joined: bytes | None = None  # compact: the tokens, each ended by a NUL
+        self._index: _HashIndex | None = None
+        joined = "\0".join(itos)
+        if compact and joined.count("\0") == len(itos) - 1:  # no token holds a NUL
+            self._joined = (joined + "\0").encode("utf-8", "surrogatepass")
+            self._ends = np.flatnonzero(np.frombuffer(self._joined, dtype=np.uint8) == 0)
+        else:
+            self._itos = itos
+        del joined
 
     unk_id: ClassVar[int] = 0
 
     @property
+    def itos(self) -> list[str]:
+        """Every token, by id (made on first use for a compact vocabulary)."""
+        if self._itos is None:
+            self._itos = self._decoded()
+        return self._itos
+
+    @property
+    def stoi(self) -> dict[str, int]:
+        """Token -> id (made on first use)."""
+        if self._stoi is None:
+            self._stoi = dict(zip(self.itos, range(self._size), strict=True))
+        return self._stoi
+
+    def _decoded(self, first: int = 0, stop: int | None = None) -> list[str]:
+        """Tokens ``first .. stop-1`` of a compact vocabulary, as strings."""
+        assert self._joined is not None
+        stop = self._size if stop is None else stop
+        if first >= stop:
+            return []
+        start = self._ends[first - 1] + 1 if first else 0
+        text = self._joined[start : self._ends[stop - 1]]
+        return text.decode("utf-8", "surrogatepass").split("\0")
+
+    @property
     def eos_id(self) -> int | None:
         """Id of the end-of-line token, or ``None`` in stream mode."""
-        return None if self.eos is None else self.stoi[self.eos]
+        return None if self.eos is None else self.id(self.eos)
 
     @classmethod
     def build(
@@ -99,6 +145,7 @@ class Vocabulary:
         eos: str | None = None,
         min_freq: int = 1,
         reserved: Iterable[str] = (),
+        compact: bool = False,
     ) -> Vocabulary:
         """Vocabulary of the tokens seen at least ``min_freq`` times.
 
@@ -111,33 +158,117 @@ class Vocabulary:
         if reserved:
             skip = set(reserved)
             kept = [t for t in kept if t not in skip]
-        return cls([*reserved, *kept], eos=eos, distinct=True)
+        return cls([*reserved, *kept], eos=eos, distinct=True, compact=compact)
 
     def __len__(self) -> int:
-        return len(self.itos)
+        return self._size
 
     def __contains__(self, token: object) -> bool:
-        return token in self.stoi
+        if not isinstance(token, str):
+            return False
+        return token == UNK or self.id(token) != self.unk_id
 
     def __eq__(self, other: object) -> bool:
-        return isinstance(other, Vocabulary) and self.itos == other.itos and self.eos == other.eos
+        if not isinstance(other, Vocabulary) or self.eos != other.eos:
+            return False
+        if self._joined is not None and other._joined is not None:
+            return self._joined == other._joined
+        return len(self) == len(other) and self.itos == other.itos
 
     def __repr__(self) -> str:
         return f"Vocabulary(size={len(self)}, eos={self.eos!r})"
 
+    def __getstate__(self) -> dict[str, Any]:
+        # str hashes differ from one process to the next: the index is made again there
+        return {**self.__dict__, "_index": None}
+
     def id(self, token: str) -> int:
-        return self.stoi.get(token, self.unk_id)
+        if self._joined is None or self._stoi is not None:
+            return self.stoi.get(token, self.unk_id)
+        return int(self.ids([token])[0])
+
+    def ids(self, tokens: Sequence[str]) -> np.ndarray:
+        """The id of every token of ``tokens`` (``<unk>`` for one not in the
+        vocabulary), as :func:`id_dtype` integers: one vectorised lookup."""
+        dtype = id_dtype(self._size)
+        if self._joined is None or self._stoi is not None:
+            get = self.stoi.get
+            return np.fromiter(map(get, tokens, repeat(self.unk_id)), dtype, count=len(tokens))
+        if self._index is None:
+            self._index = _HashIndex(self)
+        if not self._index.unique:  # two tokens share a hash: the dict decides
+            self._stoi = self.stoi
+            return self.ids(tokens)
+        return self._index.ids(tokens).astype(dtype, copy=False)
 
     def token(self, index: int) -> str:
-        return self.itos[index]
+        if self._itos is not None or self._joined is None:
+            return self.itos[index]
+        if not -self._size <= index < self._size:
+            raise IndexError("vocabulary index out of range")
+        index %= self._size
+        return self._decoded(index, index + 1)[0]
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-serialisable form (for checkpoints)."""
-        return {"tokens": self.itos, "eos": self.eos}
+        tokens = self._itos if self._itos is not None else self._decoded()
+        return {"tokens": tokens, "eos": self.eos}
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Vocabulary:
         return cls(data["tokens"], eos=data.get("eos"))
+
+
+def _salted(token: str) -> int:
+    """A second hash of ``token``, independent of ``hash(token)``."""
+    return hash("\0" + token)
+
+
+_GOLDEN = np.uint64(0x9E3779B97F4A7C15)
+
+
+def _first_hashes(tokens: Sequence[str]) -> np.ndarray:
+    """``hash(token)`` of every token, mixed with its length: CPython hashes a
+    string's stored bytes, so ``'e"'`` (one byte a character) and ``'≥'`` (two)
+    hash alike; their lengths differ."""
+    hashes = np.fromiter(map(hash, tokens), np.int64, len(tokens)).view(np.uint64)
+    hashes ^= np.fromiter(map(len, tokens), np.uint64, len(tokens)) * _GOLDEN
+    return hashes.view(np.int64)
+
+
+class _HashIndex:
+    """Token -> id for a compact :class:`Vocabulary`: two 64-bit hashes of every
+    token (from Python's own string hash, computed in C; per process), the first
+    sorted for a binary search. A token matches where both hashes do; two tokens
+    of the vocabulary that share the first hash (odds of about 1e-8 for a
+    million words) make the vocabulary fall back to its dict."""
+
+    CHUNK = 1 << 16  # tokens made into strings at once while hashing
+
+    def __init__(self, vocab: Vocabulary) -> None:
+        first = np.empty(len(vocab), dtype=np.int64)
+        self.second = np.empty(len(vocab), dtype=np.int64)
+        for a in range(0, len(vocab), self.CHUNK):
+            tokens = vocab._decoded(a, min(a + self.CHUNK, len(vocab)))
+            first[a : a + len(tokens)] = _first_hashes(tokens)
+            self.second[a : a + len(tokens)] = np.fromiter(
+                map(_salted, tokens), np.int64, len(tokens)
+            )
+        self.order = np.argsort(first, kind="stable").astype(id_dtype(len(vocab)))
+        self.first = first[self.order]
+        del first
+        self.unique = not (self.first[1:] == self.first[:-1]).any()
+
+    def ids(self, tokens: Sequence[str]) -> np.ndarray:
+        """The id of every token (``<unk>`` where none matches)."""
+        first = _first_hashes(tokens)
+        at = np.minimum(np.searchsorted(self.first, first), len(self.first) - 1)
+        found = self.order[at]
+        match = self.first[at] == first
+        match[match] = self.second[found[match]] == np.fromiter(
+            map(_salted, compress(tokens, match)), np.int64, count=int(match.sum())
+        )
+        return np.where(match, found, Vocabulary.unk_id)
 
 
 class TokenChunks:
@@ -178,6 +309,9 @@ class Tokenizer(ABC):
     unit: ClassVar[str] = "token"
     #: The end-of-line token of this tokenizer in line mode.
     eos_token: ClassVar[str] = EOS
+    #: Whether the vocabulary it builds is compact (see :class:`Vocabulary`): for
+    #: vocabularies of millions of tokens, where a dict of strings is hundreds of MB.
+    compact_vocabulary: ClassVar[bool] = False
 
     def __init__(self, *, lines: bool = True, min_freq: int = 1) -> None:
         if min_freq < 1:
@@ -226,7 +360,9 @@ class Tokenizer(ABC):
         give its ids without reading it again."""
         counts = self._count(pieces)
         eos = self.eos_token if self.lines else None
-        self.vocab = Vocabulary.build(counts, eos=eos, min_freq=self.min_freq)
+        self.vocab = Vocabulary.build(
+            counts, eos=eos, min_freq=self.min_freq, compact=self.compact_vocabulary
+        )
         return self.vocab
 
     def fitted_ids(self, source: object) -> Iterator[np.ndarray] | None:
@@ -395,6 +531,7 @@ class WordTokenizer(Tokenizer):
     name = "word"
     description = "whitespace-separated words; </s> is the end-of-line token"
     unit = "word"
+    compact_vocabulary = True
 
     def split(self, line: str) -> list[str]:
         return line.split()
@@ -457,22 +594,21 @@ class WordTokenizer(Tokenizer):
         del numbering
         counts = Counter(dict(zip(tokens, tally[: len(tokens)].tolist(), strict=True)))
         eos = self.eos_token if self.lines else None
-        self.vocab = Vocabulary.build(counts, eos=eos, min_freq=self.min_freq)
+        self.vocab = Vocabulary.build(
+            counts, eos=eos, min_freq=self.min_freq, compact=self.compact_vocabulary
+        )
         del counts
-        self._numbered = (source, tokens, numbered) if source is not None else None
+        if source is None:
+            self._numbered = None
+        else:  # each number's id: then the words themselves go (a compact vocabulary)
+            self._numbered = (source, self.vocab.ids(tokens), numbered)
         return self.vocab
 
     def fitted_ids(self, source: object) -> Iterator[np.ndarray] | None:
         kept = getattr(self, "_numbered", None)
         if kept is None or kept[0] is not source or not self._fast():
             return None
-        _, tokens, numbered = kept
-        vocab = self._require_vocab()
-        ids_of = np.fromiter(
-            map(vocab.stoi.get, tokens, repeat(vocab.unk_id)),
-            dtype=id_dtype(len(vocab)),
-            count=len(tokens),
-        )
+        _, ids_of, numbered = kept
         return (ids_of[numbers] for numbers in _grouped(numbered, self.CHUNK_IDS))
 
     #: Ids per chunk that :meth:`fitted_ids` gives at least (the pieces' words are
@@ -486,12 +622,8 @@ class WordTokenizer(Tokenizer):
         if not self._fast():
             return super().encode(text)
         vocab = self._require_vocab()
-        get, unk, dtype = vocab.stoi.get, vocab.unk_id, id_dtype(len(vocab))
-        parts = [
-            np.fromiter(map(get, words, repeat(unk)), dtype=dtype, count=len(words))
-            for words in self._chunks(text)
-        ]
-        return np.concatenate(parts) if parts else np.zeros(0, dtype=dtype)
+        parts = [vocab.ids(words) for words in self._chunks(text)]
+        return np.concatenate(parts) if parts else np.zeros(0, dtype=id_dtype(len(vocab)))
 
 
 def _grouped(arrays: list[np.ndarray], least: int) -> Iterator[np.ndarray]:

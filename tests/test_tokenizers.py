@@ -1,6 +1,12 @@
+import pickle
+
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
+import lmeval
+import lmeval.tokenizers
 from lmeval import CharTokenizer, UsageError, Vocabulary, WordTokenizer
 
 
@@ -171,3 +177,50 @@ def test_char_subclass_with_another_end_of_line_token_uses_it():
     vocab = tok.fit("ab\nb\n")
     assert vocab.eos == "|" and "\n" not in vocab
     assert [vocab.token(i) for i in tok.encode("ab\n")] == ["a", "b", "|"]
+
+
+MIXED_KINDS = ['e"', "≥", "ab", "慢", "x", "\U0001f600", "", "<unk>", "</s>", "naïve", "na"]
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    st.lists(st.text(max_size=4).filter(lambda t: "\0" not in t), max_size=40),
+    st.lists(st.text(max_size=4), max_size=40),
+)
+def test_a_compact_vocabulary_answers_as_the_plain_one(tokens, queries):
+    """Same ids, tokens, equality, serialisation and pickling as the plain vocabulary,
+    whatever the tokens (one byte, two or four a character: CPython hashes 'e"' and
+    '≥' alike), and a query never matches a token it is not."""
+    tokens = list(dict.fromkeys(MIXED_KINDS[:5] + tokens))
+    plain = Vocabulary(tokens, eos="</s>")
+    compact = Vocabulary(tokens, eos="</s>", compact=True)
+    asked = [*tokens, *queries, *MIXED_KINDS]
+    np.testing.assert_array_equal(compact.ids(asked), plain.ids(asked))
+    assert [compact.id(t) for t in asked] == [plain.id(t) for t in asked]
+    assert [t in compact for t in asked] == [t in plain for t in asked]
+    assert [compact.token(i) for i in range(len(plain))] == plain.itos
+    assert len(compact) == len(plain) and compact.eos_id == plain.eos_id
+    assert compact == plain and pickle.loads(pickle.dumps(compact)) == plain
+    assert Vocabulary.from_dict(compact.to_dict()) == plain
+    assert compact.itos == plain.itos and compact.stoi == plain.stoi
+
+
+def test_the_word_tokenizer_keeps_a_large_vocabulary_compact():
+    """200,002 distinct words: what the fitted tokenizer holds is their text and
+    about 30 bytes of arrays a word, not a list and a dict of Python strings (over
+    140 bytes a word), and encoding a text keeps it so."""
+    import tracemalloc
+
+    words = [f"w{i:06d}" for i in range(200_000)] + ['e"', "≥"]  # CPython hashes alike
+    text = "\n".join(" ".join(words[i : i + 10]) for i in range(0, len(words), 10)) + "\n"
+    tok = WordTokenizer()
+    tracemalloc.start()
+    try:
+        before = tracemalloc.take_snapshot()
+        tok.fit_pieces(lmeval.tokenizers.line_pieces(text, 1 << 16))
+        ids = tok.encode("w000003 w199999 unknown\n")
+        held = sum(s.size_diff for s in tracemalloc.take_snapshot().compare_to(before, "filename"))
+    finally:
+        tracemalloc.stop()
+    assert ids.tolist() == [tok.vocab.id("w000003"), tok.vocab.id("w199999"), 0, tok.vocab.eos_id]
+    assert held < 50 * len(words)
