@@ -518,3 +518,52 @@ def test_a_long_text_is_scored_in_slices_as_it_would_be_whole(sentences, monkeyp
         alone = model.score(ids)
     np.testing.assert_array_equal(sliced, alone)
     assert len(ids) > 20 * 997  # many slices
+
+
+PRUNED_ARPA = """\\data\\
+ngram 1=7
+ngram 2=2
+ngram 3=1
+ngram 4=1
+
+\\1-grams:
+-1.0\t<unk>\t0
+-99\t<s>\t-0.3
+-0.5\ta\t-0.2
+-0.6\tb\t-0.1
+-0.7\tc\t-0.1
+-0.8\td\t0
+-1.1\t</s>
+
+\\2-grams:
+-0.3\t<s> a\t-0.1
+-0.2\ta b\t-0.1
+
+\\3-grams:
+-0.2\ta b c\t-0.4
+
+\\4-grams:
+-0.05\ta b c d
+
+\\end\\
+"""
+
+
+def test_next_token_distributions_agree_with_scores_on_any_arpa_file(tmp_path):
+    """An ARPA file need not hold every suffix ("a b c d" and "a b c" without "b c"),
+    and the tokens it lacks all score as its <unk> (candidates that repeat): the
+    distribution after every context still gives each token its score."""
+    (tmp_path / "pruned.arpa").write_text(PRUNED_ARPA, encoding="utf-8")
+    tok = lmeval.WordTokenizer()
+    text = "a b c d x\ny a b c d a\nb c x y d\n"
+    vocab = tok.fit(text)
+    model = Arpa(vocab, path=str(tmp_path / "pruned.arpa"))
+    model.fit(np.zeros(0, dtype=np.int64))
+    ids = tok.encode(text)
+    scores = model.score(ids)
+    for i in range(len(ids)):
+        logp = model.next_token_logprobs(ids[:i])
+        assert logp[ids[i]] == pytest.approx(scores[i], abs=1e-12), i
+    after_abc = model.next_token_logprobs(tok.encode("a b c d\n")[:3])
+    assert after_abc[vocab.id("d")] == pytest.approx(-0.05 * np.log(10), abs=1e-9)
+    assert after_abc[vocab.id("x")] == after_abc[vocab.id("y")] == after_abc[0]  # all <unk>

@@ -141,25 +141,24 @@ class Tables:
         return int(rank[0])
 
     def next_logprobs(self, history: np.ndarray, candidates: np.ndarray) -> np.ndarray:
-        """Natural-log probability of each candidate token (distinct internal ids) after
+        """Natural-log probability of each candidate token (internal ids) after
         ``history``.
 
         ``history`` starts with ``<s>`` (or is any context in stream mode); only its
         last ``order - 1`` tokens matter. The n-grams that continue a context are
         one run of the sorted keys of their order (``context rank * radix +
         token``): each order costs a binary search, the run, and one pass over
-        the candidates for the context's back-off, not a lookup per candidate (over
-        a vocabulary of a million words, milliseconds instead of a second).
+        the tokens for the context's back-off, not a lookup per candidate (over a
+        vocabulary of a million words, milliseconds instead of a second). It is
+        worked out for every token, then read at the candidates (which may repeat:
+        the arpa model maps all the tokens its file lacks to its ``<unk>``).
         """
         history = np.asarray(history, dtype=np.int64)[max(0, len(history) - (self.order - 1)) :]
-        candidates = np.asarray(candidates, dtype=np.int64)
-        lp = self.logp[0][candidates].astype(np.float64)
-        place = np.full(self.radix, -1, dtype=np.int64)  # each token's place in candidates
-        place[candidates] = np.arange(len(candidates))
+        lp = self.logp[0].astype(np.float64)  # every internal id: order 1 is all of them
         for n in range(2, min(self.order, len(history) + 1) + 1):
             context = self.context_rank(history[len(history) - (n - 1) :])
-            if context < 0:  # absent: no weight, and no longer context is stored either
-                break
+            if context < 0:  # absent (no weight), but a longer context may still be
+                continue  # stored: an ARPA file need not hold every suffix
             weight = float(self.logbo[n - 2][context]) if len(self.logbo[n - 2]) else 0.0
             if self.backoff:
                 lp += weight
@@ -167,10 +166,8 @@ class Tables:
                 lp[:] = weight
             keys = self.keys[n - 1]
             low, high = np.searchsorted(keys, [context * self.radix, (context + 1) * self.radix])
-            at = place[keys[low:high] - context * self.radix]
-            stored = at >= 0
-            lp[at[stored]] = self.logp[n - 1][low:high][stored]
-        return lp
+            lp[keys[low:high] - context * self.radix] = self.logp[n - 1][low:high]
+        return lp[np.asarray(candidates, dtype=np.int64)]
 
     def ngram_tokens(self, n: int) -> np.ndarray:
         """The tokens of every n-gram of order ``n``, as a (count, n) int64 array."""
