@@ -384,11 +384,14 @@ REMEMBER_BYTES = 1 << 24
 class _Remembered:
     """The model, with ``next_token_logprobs`` answers kept (up to
     :data:`REMEMBER_BYTES`): normalisation and consistency ask for the same
-    contexts, and a distribution can cost a few ms."""
+    contexts, and a distribution can cost a few ms. An answer not kept is asked
+    for again, and must be the same one: a model may not pass normalisation with
+    one distribution and consistency with another."""
 
     def __init__(self, model: LanguageModel) -> None:
         self._model = model
         self._answers: dict[tuple[int, bytes], np.ndarray] = {}
+        self._digests: dict[tuple[int, bytes], bytes] = {}
         self._kept = 0
 
     def __getattr__(self, name: str):
@@ -402,6 +405,12 @@ class _Remembered:
         answer = self._answers.get(key)
         if answer is None:
             answer = np.array(self._model.next_token_logprobs(context_ids))
+            digest = hashlib.blake2b(answer.tobytes()).digest()
+            if self._digests.setdefault(key, digest) != digest:
+                raise ContractViolation(
+                    f"next_token_logprobs gave two different distributions after the same "
+                    f"{len(context)} tokens"
+                )
             if self._kept + answer.nbytes <= REMEMBER_BYTES:
                 self._answers[key] = answer
                 self._kept += answer.nbytes

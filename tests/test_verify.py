@@ -326,3 +326,38 @@ def test_verification_keeps_a_bounded_amount_of_distributions():
     assert outcome.verified, outcome.failed
     answer = len(vocab) * 8
     assert peak < lmeval.verify.REMEMBER_BYTES + 6 * answer  # 24 kept would be 24 answers
+
+
+class _TwoFaced(lmeval.LanguageModel):
+    """Scores every token but the first at log p = -1 (a cheat over millions of
+    tokens); its first distribution after a context is honest, uniform, and the
+    next one agrees with the score."""
+
+    name = "two-faced"
+
+    def fit(self, train_ids, valid_ids=None):
+        self.asked: dict[int, int] = {}
+
+    def score(self, ids):
+        out = np.full(len(ids), -1.0)
+        out[:1] = -math.log(len(self.vocab))
+        return out
+
+    def next_token_logprobs(self, context_ids):
+        seen = self.asked[len(context_ids)] = self.asked.get(len(context_ids), 0) + 1
+        if seen == 1 or not len(context_ids):
+            return np.full(len(self.vocab), -math.log(len(self.vocab)))
+        return np.full(len(self.vocab), -1.0)
+
+
+def test_a_distribution_asked_for_twice_must_be_the_same_one():
+    """Past the memory kept for distributions (here one is 20 MB), consistency asks
+    again for the one normalisation checked: a model that answers otherwise the
+    second time fails, instead of passing each check with its own answer."""
+    vocab = lmeval.Vocabulary([f"w{i}" for i in range(2_500_000)], eos="</s>", distinct=True)
+    model = _TwoFaced(vocab)
+    model.fit(np.zeros(0, dtype=np.int64))
+    ids = np.random.default_rng(1).integers(0, len(vocab), 3000)
+    outcome = lmeval.verify.verify_model(model, ids, positions=4)
+    assert not outcome.verified
+    assert "two different distributions" in outcome.failed.detail
