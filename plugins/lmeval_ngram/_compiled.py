@@ -243,10 +243,10 @@ def count_windows(ids, eos, bos, end, order, table, used, low, high, start, virt
                     table[s, k] = 0
                 used += 1
                 if 4 * used >= 3 * size:
-                    grown = size * GROWTH_NUM // GROWTH_DEN
-                    if grown > limit:  # full: the caller writes it out, then resumes
+                    if size >= limit:  # full: the caller writes it out, then resumes
                         full = True
                     else:
+                        grown = min(size * GROWTH_NUM // GROWTH_DEN, limit)
                         table = _regrow(table, order, empty, grown)
                         size = grown
                 break
@@ -406,6 +406,8 @@ def find_keys(keys, slots, query):
 @numba.njit(cache=True, nogil=True, inline="always")
 def _find(keys, slots, key):
     """The position of ``key`` in ``keys`` (-1 where absent), through the slots."""
+    if key < 0:  # a query whose context is absent: no n-gram key is negative
+        return -1
     size = len(slots)
     s = _slot(key, size)
     while True:

@@ -416,7 +416,8 @@ def _window_counters(unigram, radix, order, dtype, width, per_slot, memory, eos_
     threads = 2 if lmeval.usable_cores() > 1 else 1
     cut = _halfway(unigram)
     ranges = [(0, cut), (cut, radix)] if threads > 1 and 0 < cut < radix else [(0, radix)]
-    limit = 1 << max(10, int(memory // len(ranges) // per_slot).bit_length() - 1)
+    # slots a table may grow to: any size (slots are scaled, not masked), below 2**32
+    limit = min(max(1 << 10, memory // len(ranges) // per_slot), (1 << 32) - 1)
     return [
         _WindowCounter(bounds, eos_id, bos, end, order, dtype, width, limit, spill)
         for bounds in ranges
