@@ -816,6 +816,8 @@ def compare(
                     on_fitted=keep if spec.label in parts else None,
                     after_fit=forget_fitted_ids if readers and at == readers[-1] else None,
                 )
+            if readers and at == readers[-1]:
+                forget_fitted_ids()  # also when its fit failed: not under the rows after it
             if record.get("error"):
                 failed.add(spec.label)
             comparison.results.append(record)

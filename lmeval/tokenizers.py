@@ -71,10 +71,11 @@ class Vocabulary:
 
     A *compact* vocabulary (``compact=True``; the word tokenizer builds one) keeps
     its tokens as one UTF-8 buffer and looks them up through arrays of their
-    hashes, some 25 bytes a token where a list and a dict of Python strings take
-    about 130 (a million words of source code: 30 MB instead of 170); ``itos``
-    and ``stoi`` are then made on first use, and :meth:`ids`, :meth:`id`,
-    :meth:`token` and ``in`` work without them.
+    hashes: 24 bytes a token besides its text, where a list and a dict of Python
+    strings take about 140 (1.25 million words of source code: about 50 MB
+    instead of 170). ``itos`` and ``stoi`` are then made on first use (and
+    kept); :meth:`ids`, :meth:`id`, :meth:`token`, :meth:`tokens`, ``eos_id``
+    and ``in`` work without them.
     """
 
     def __init__(
@@ -93,18 +94,20 @@ class Vocabulary:
         if not distinct and len(set(itos)) != len(itos):
             raise ValueError("vocabulary tokens must be unique")
         self.eos = eos
+        self._eos_id = None if eos is None else itos.index(eos)
         self._size = len(itos)
-        self._itos: list[str] | None = None
+        self._itos: list[str] | None = itos
         self._stoi: dict[str, int] | None = None
         self._joined: bytes | None = None  # compact: the tokens, each ended by a NUL
         self._index: _HashIndex | None = None
-        joined = "\0".join(itos)
-        if compact and joined.count("\0") == len(itos) - 1:  # no token holds a NUL
-            self._joined = (joined + "\0").encode("utf-8", "surrogatepass")
-            self._ends = np.flatnonzero(np.frombuffer(self._joined, dtype=np.uint8) == 0)
-        else:
-            self._itos = itos
-        del joined
+        if compact:
+            joined = "\0".join(itos)
+            if joined.count("\0") == len(itos) - 1:  # no token holds a NUL
+                self._joined = (joined + "\0").encode("utf-8", "surrogatepass")
+                ends = np.flatnonzero(np.frombuffer(self._joined, dtype=np.uint8) == 0)
+                self._ends = ends.astype(np.uint32 if len(self._joined) < 2**32 else np.int64)
+                self._itos = None
+            del joined
 
     unk_id: ClassVar[int] = 0
 
@@ -128,14 +131,14 @@ class Vocabulary:
         stop = self._size if stop is None else stop
         if first >= stop:
             return []
-        start = self._ends[first - 1] + 1 if first else 0
-        text = self._joined[start : self._ends[stop - 1]]
+        start = int(self._ends[first - 1]) + 1 if first else 0
+        text = self._joined[start : int(self._ends[stop - 1])]
         return text.decode("utf-8", "surrogatepass").split("\0")
 
     @property
     def eos_id(self) -> int | None:
         """Id of the end-of-line token, or ``None`` in stream mode."""
-        return None if self.eos is None else self.id(self.eos)
+        return self._eos_id
 
     @classmethod
     def build(
@@ -173,7 +176,8 @@ class Vocabulary:
             return False
         if self._joined is not None and other._joined is not None:
             return self._joined == other._joined
-        return len(self) == len(other) and self.itos == other.itos
+        # made for the comparison, not kept: a compact vocabulary stays compact
+        return len(self) == len(other) and self.tokens() == other.tokens()
 
     def __repr__(self) -> str:
         return f"Vocabulary(size={len(self)}, eos={self.eos!r})"
@@ -209,14 +213,22 @@ class Vocabulary:
         index %= self._size
         return self._decoded(index, index + 1)[0]
 
+    def tokens(self) -> list[str]:
+        """Every token, by id: ``itos``, or for a compact vocabulary a list made for
+        the caller and not kept (what writing a whole vocabulary out needs)."""
+        return self._itos if self._itos is not None else self._decoded()
+
     def to_dict(self) -> dict[str, Any]:
         """A JSON-serialisable form (for checkpoints)."""
-        tokens = self._itos if self._itos is not None else self._decoded()
-        return {"tokens": tokens, "eos": self.eos}
+        return {"tokens": self.tokens(), "eos": self.eos}
+
+    #: Tokens from which :meth:`from_dict` makes a compact vocabulary.
+    COMPACT_FROM = 1 << 16
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Vocabulary:
-        return cls(data["tokens"], eos=data.get("eos"))
+        tokens = data["tokens"]
+        return cls(tokens, eos=data.get("eos"), compact=len(tokens) >= cls.COMPACT_FROM)
 
 
 def _salted(token: str) -> int:

@@ -318,9 +318,25 @@ class Chunked(lmeval.LanguageModel):
         EVENTS.append("score")
         return np.full(len(ids), -np.log(len(self.vocab)))
 
+class Failing(Chunked):
+    name = "failing"
+
+    def fit(self, train_ids, valid_ids=None):
+        EVENTS.append("fail")
+        raise RuntimeError("this row fails")
+
+class Whole(Chunked):
+    name = "whole"
+    fits_from_chunks = False
+
+    def fit(self, train_ids, valid_ids=None):
+        EVENTS.append("whole fit")
+
 @lmeval.hookimpl
 def register_models(register):
     register(Chunked)
+    register(Failing)
+    register(Whole)
 
 @lmeval.hookimpl
 def register_tokenizers(register):
@@ -328,24 +344,36 @@ def register_tokenizers(register):
 """
 
 
-def test_the_kept_training_ids_go_before_the_last_row_that_read_them_is_scored(tmp_path):
+@pytest.mark.parametrize(
+    "specs, expected",
+    [
+        # kept for the second row's fit, gone before its scoring
+        (["a=chunked", "b=chunked", "uniform"], ["fit", "forget", "score"]),
+        # the last row that reads them fails: gone before the next row is fitted
+        (["a=chunked", "failing", "whole"], ["fail", "forget", "whole fit"]),
+    ],
+)
+def test_the_kept_training_ids_go_once_the_last_row_that_reads_them_is_fitted(
+    tmp_path, specs, expected
+):
     """The word numbers a tokenizer keeps for fitting (4 bytes a training word) are
-    not held under the last chunk-reading row's scoring, nor after."""
+    not held under the last chunk-reading row's scoring, nor under later rows."""
     (tmp_path / "keeper.py").write_text(KEEPER, encoding="utf-8")
     (tmp_path / "train.txt").write_text(text_of(300, seed=3), encoding="utf-8")
     (tmp_path / "test.txt").write_text(text_of(20, seed=4), encoding="utf-8")
     host = lmeval.load_host([str(tmp_path / "keeper.py")])
     events = sys.modules[host.tokenizers.get("keeper").__module__].EVENTS
+    events.clear()
     comparison = lmeval.compare(
-        ["a=chunked", "b=chunked", "uniform"], train=tmp_path / "train.txt",
-        test=tmp_path / "test.txt", tokenizer="keeper", bootstrap=0, verify=0, host=host,
+        specs, train=tmp_path / "train.txt", test=tmp_path / "test.txt",
+        tokenizer="keeper", bootstrap=0, verify=0, host=host,
     )  # fmt: skip
-    assert all(not row.get("error") for row in comparison.results)
-    fits = [i for i, event in enumerate(events) if event == "fit"]
-    forgets = [i for i, event in enumerate(events) if event == "forget"]
-    assert len(fits) == 2 and forgets
-    # kept for the second row's fit, gone before its scoring
-    assert events[fits[1] :] == ["fit", "forget", "score", "forget"]
+    assert [bool(row.get("error")) for row in comparison.results] == [
+        spec == "failing" for spec in specs
+    ]
+    assert events.count("fit") == 1 + ("b=chunked" in specs)
+    last = len(events) - 1 - events[::-1].index(expected[0])
+    assert events[last : last + 3] == expected
 
 
 def test_read_only_ids_cannot_be_made_writable_and_are_not_copied_twice():

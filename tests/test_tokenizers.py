@@ -207,8 +207,8 @@ def test_a_compact_vocabulary_answers_as_the_plain_one(tokens, queries):
 
 def test_the_word_tokenizer_keeps_a_large_vocabulary_compact():
     """200,002 distinct words: what the fitted tokenizer holds is their text and
-    about 30 bytes of arrays a word, not a list and a dict of Python strings (over
-    140 bytes a word), and encoding a text keeps it so."""
+    24 bytes of arrays a word, not a list and a dict of Python strings (over 140
+    bytes a word), and encoding, comparing and saving it keep it so."""
     import tracemalloc
 
     words = [f"w{i:06d}" for i in range(200_000)] + ['e"', "≥"]  # CPython hashes alike
@@ -219,6 +219,11 @@ def test_the_word_tokenizer_keeps_a_large_vocabulary_compact():
         before = tracemalloc.take_snapshot()
         tok.fit_pieces(lmeval.tokenizers.line_pieces(text, 1 << 16))
         ids = tok.encode("w000003 w199999 unknown\n")
+        plain = Vocabulary(tok.vocab.tokens(), eos="</s>")  # compared, saved, loaded:
+        reloaded = Vocabulary.from_dict(tok.vocab.to_dict())  # nothing of it is kept
+        assert tok.vocab == plain and plain == tok.vocab and reloaded == tok.vocab
+        assert tok.vocab.eos_id == plain.eos_id and tok.vocab.token(5) == plain.itos[5]
+        del plain, reloaded
         held = sum(s.size_diff for s in tracemalloc.take_snapshot().compare_to(before, "filename"))
     finally:
         tracemalloc.stop()

@@ -311,14 +311,14 @@ class NGram(_BackoffModel):
             "how the fitted log-probabilities and back-off weights are kept (computed in "
             "float64 either way): float32, as KenLM and SRILM keep them, half the memory, "
             "each within 6e-8 (relative) of its float64 value; float64, every distribution "
-            "summing to 1 within 1e-12",
+            "summing to 1 within 1e-9",
             choices=("float32", "float64"),
         ),
         _SENTENCES,
     )
 
     def _words(self) -> list[str]:
-        return [spell(t, self.vocab.eos) for t in self.vocab.itos] + [BOS_WORD]
+        return [spell(t, self.vocab.eos) for t in self.vocab.tokens()] + [BOS_WORD]
 
     def fit(
         self, train_ids: np.ndarray | lmeval.TokenChunks, valid_ids: np.ndarray | None = None
@@ -406,10 +406,11 @@ class Arpa(_BackoffModel):
         super().__init__(vocab, **params)
         self._arpa_words, self.tables = read_arpa(self.config["path"])
         index = {w: i for i, w in enumerate(self._arpa_words)}
-        spelled = [spell(t, vocab.eos) for t in vocab.itos]
+        tokens = vocab.tokens()
+        spelled = [spell(t, vocab.eos) for t in tokens]
         unk = index[UNK_WORD]
         self._to_internal = np.array([index.get(w, unk) for w in spelled], dtype=np.int64)
-        missing = [t for t, w in zip(vocab.itos, spelled, strict=True) if w not in index]
+        missing = [t for t, w in zip(tokens, spelled, strict=True) if w not in index]
         self._facts = {
             "arpa": str(self.config["path"]),
             "tokens_scored_as_unk": len(missing),
