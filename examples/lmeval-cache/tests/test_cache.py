@@ -97,7 +97,7 @@ def test_lam_0_matches_lmevals_own_add_k_unigram():
     tok = lmeval.WordTokenizer()
     tok.fit(corpus.train)
     train, test = tok.encode(corpus.train), tok.encode(corpus.test)
-    ngram = lmeval.build_model("ngram:order=1,smoothing=add-k,k=0.5", tok.vocab)
+    ngram = lmeval.build_model("ngram:order=1,smoothing=add-k,k=0.5,values=float64", tok.vocab)
     ngram.fit(train)
     model = CacheModel(tok.vocab, lam=0.0, k=0.5)
     model.fit(train)
