@@ -195,15 +195,14 @@ class Vocabulary:
         """The id of every token of ``tokens`` (``<unk>`` for one not in the
         vocabulary), as :func:`id_dtype` integers: one vectorised lookup."""
         dtype = id_dtype(self._size)
-        if self._joined is None or self._stoi is not None:
-            get = self.stoi.get
-            return np.fromiter(map(get, tokens, repeat(self.unk_id)), dtype, count=len(tokens))
-        if self._index is None:
-            self._index = _HashIndex(self)
-        if not self._index.unique:  # two tokens share a hash: the dict decides
-            self._stoi = self.stoi
-            return self.ids(tokens)
-        return self._index.ids(tokens).astype(dtype, copy=False)
+        if self._joined is not None and self._stoi is None:
+            if self._index is None:
+                self._index = _HashIndex(self)
+            if self._index.unique:
+                return self._index.ids(tokens).astype(dtype, copy=False)
+        # a plain vocabulary, or two tokens share a hash: the dict decides
+        get = self.stoi.get
+        return np.fromiter(map(get, tokens, repeat(self.unk_id)), dtype, count=len(tokens))
 
     def token(self, index: int) -> str:
         if self._itos is not None or self._joined is None:
@@ -403,12 +402,14 @@ class Tokenizer(ABC):
         line mode, unless a subclass changes how a text is cut into lines or makes
         its own ``fit`` or ``encode`` (a learnt subword vocabulary, say: it gets the
         whole text). In stream mode ``split`` sees the whole text, which may not be
-        cut at lines."""
-        return (
-            self.lines
-            and getattr(self._pieces, "__func__", None) is Tokenizer._pieces
-            and self._own_fit_and_encode()
-        )
+        cut at lines, unless a tokenizer's own fast paths (:meth:`_fast`) hold."""
+        cut_at_lines = self.lines and getattr(self._pieces, "__func__", None) is Tokenizer._pieces
+        return (cut_at_lines or self._fast()) and self._own_fit_and_encode()
+
+    def _fast(self) -> bool:
+        """Whether this tokenizer's own vectorised paths give what the generic rule
+        gives (none here; the char and word tokenizers have theirs)."""
+        return False
 
     def _own_fit_and_encode(self) -> bool:
         """Whether ``fit`` and ``encode`` are lmeval's (no subclass replaced them)."""
@@ -498,11 +499,6 @@ class CharTokenizer(Tokenizer):
         if self.lines and text and not text.endswith("\n"):
             yield np.array([ord("\n")], dtype=np.uint32)
 
-    @property
-    def reads_in_pieces(self) -> bool:
-        fast = self._fast() and self._own_fit_and_encode()
-        return fast or super().reads_in_pieces
-
     def _count(self, pieces: Iterable[str]) -> Counter[str]:
         if not self._fast():
             return super()._count(pieces)
@@ -577,11 +573,6 @@ class WordTokenizer(Tokenizer):
                 if not piece.endswith("\n"):
                     words.append(self.eos_token)  # the unfinished last line, ended
                 yield words
-
-    @property
-    def reads_in_pieces(self) -> bool:
-        fast = self._fast() and self._own_fit_and_encode()
-        return fast or super().reads_in_pieces
 
     def fit_pieces(self, pieces: Iterable[str], *, source: object = None) -> Vocabulary:
         if not self._fast():

@@ -405,15 +405,17 @@ class _Remembered:
         answer = self._answers.get(key)
         if answer is None:
             answer = np.array(self._model.next_token_logprobs(context_ids))
+            if self._kept + answer.nbytes <= REMEMBER_BYTES:
+                self._answers[key] = answer
+                self._kept += answer.nbytes
+                return answer
+            # not kept: its digest is, to hold the next answer after it to this one
             digest = hashlib.blake2b(answer.tobytes()).digest()
             if self._digests.setdefault(key, digest) != digest:
                 raise ContractViolation(
                     f"next_token_logprobs gave two different distributions after the same "
                     f"{len(context)} tokens"
                 )
-            if self._kept + answer.nbytes <= REMEMBER_BYTES:
-                self._answers[key] = answer
-                self._kept += answer.nbytes
         return answer
 
 
