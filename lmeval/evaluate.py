@@ -232,14 +232,25 @@ def prepare_models(
     return prepared
 
 
-def fit_model(model: LanguageModel, tokenizer: Tokenizer, corpus: Corpus, seed: int = 0) -> float:
-    """Fit ``model`` on the corpus' training (and validation) text; the seconds it took."""
+def fit_model(
+    model: LanguageModel,
+    tokenizer: Tokenizer,
+    corpus: Corpus,
+    seed: int = 0,
+    last_reader: Callable[[], None] | None = None,
+) -> float:
+    """Fit ``model`` on the corpus' training (and validation) text; the seconds it took.
+
+    ``last_reader()`` is called when a model that reads the text in chunks says it
+    is done with them (:meth:`TokenChunks.done`): the last such row's cue to drop
+    what the tokenizer kept of the text."""
     seed_everything(seed)
     train_ids: np.ndarray | TokenChunks
     if model.fits_from_chunks and tokenizer.reads_in_pieces:  # never the whole text at once
         train_ids = TokenChunks(
             lambda: tokenizer.fitted_ids(corpus) or tokenizer.encode_pieces(corpus.train_pieces()),
             lines=tokenizer.lines,
+            on_done=last_reader,
         )
     else:
         train_ids = tokenizer.encode(corpus.train)
@@ -303,8 +314,10 @@ def evaluate_model(
     fails the row instead (one of them failed). ``on_fitted(label, model)`` is
     told the fitted model once its row succeeded: the one loaded from the cache
     on a hit, not ``model``. ``after_fit()`` is called once the model is fitted
-    (or loaded), before the test text is scored: what only fitting needed can go
-    then rather than sit under the scoring's memory.
+    (or loaded), before the test text is scored, and earlier where the model says
+    it has read its training chunks for the last time (:meth:`TokenChunks.done`):
+    what only reading the training text needed can go then rather than sit under
+    the model's later work and the scoring's memory.
     """
     host = host or load_host()
     spec = spec or parse_spec(model.name)
@@ -330,7 +343,7 @@ def evaluate_model(
             if hit is not None:
                 model, record["fit_seconds"] = hit
             else:
-                record["fit_seconds"] = fit_model(model, tokenizer, corpus, seed)
+                record["fit_seconds"] = fit_model(model, tokenizer, corpus, seed, after_fit)
             if after_fit is not None:
                 after_fit()
             release_memory()  # what training made and dropped: not under the scoring

@@ -67,6 +67,10 @@ def _libc(name: str):
 
 #: ``mallopt``'s parameter for the most arenas (glibc's ``M_ARENA_MAX``).
 _M_ARENA_MAX = -8
+#: ``mallopt``'s parameter for the size from which blocks are mapped (``M_MMAP_THRESHOLD``).
+_M_MMAP_THRESHOLD = -3
+#: Blocks from this size are mapped from the OS and given back when freed.
+MAP_FROM_BYTES = 1 << 20
 
 
 def share_allocator_arena() -> bool:
@@ -78,9 +82,19 @@ def share_allocator_arena() -> bool:
     process no longer uses (measured: 470 against 393 MB peak, counting 50 MB of
     text). The command line calls it first thing; threads started before it
     keep their arenas. Large allocations are not slowed by sharing one.
+
+    It also fixes the size from which a block is mapped from the OS (and
+    unmapped when freed) at :data:`MAP_FROM_BYTES`. glibc raises that size to
+    that of each mapped block freed, up to 32 MB, so that after the first large
+    array is dropped, arrays of up to 32 MB come from the heap, where a freed one
+    stays resident until a block of its size is asked for again: the counting
+    tables of 100 MB of words, grown a step at a time, left ~90 MB so (peak 808
+    against 709 MiB).
     """
     mallopt = _libc("mallopt")
-    return mallopt is not None and bool(mallopt(_M_ARENA_MAX, 1))
+    if mallopt is None:
+        return False
+    return bool(mallopt(_M_ARENA_MAX, 1)) and bool(mallopt(_M_MMAP_THRESHOLD, MAP_FROM_BYTES))
 
 
 def release_memory() -> bool:

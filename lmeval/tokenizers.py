@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections import Counter
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from itertools import compress, repeat
 from typing import Any, ClassVar
 
@@ -100,14 +100,16 @@ class Vocabulary:
         self._stoi: dict[str, int] | None = None
         self._joined: bytes | None = None  # compact: the tokens, each ended by a NUL
         self._index: _HashIndex | None = None
-        if compact:
-            joined = "\0".join(itos)
-            if joined.count("\0") == len(itos) - 1:  # no token holds a NUL
-                self._joined = (joined + "\0").encode("utf-8", "surrogatepass")
-                ends = np.flatnonzero(np.frombuffer(self._joined, dtype=np.uint8) == 0)
-                self._ends = ends.astype(np.uint32 if len(self._joined) < 2**32 else np.int64)
-                self._itos = None
-            del joined
+        if compact and not any("\0" in token for token in itos):
+            # joined a slice at a time: one string of every token would take 4 bytes
+            # a character as soon as one token holds a character past U+FFFF
+            self._joined = b"".join(
+                ("\0".join(itos[a : a + (1 << 16)]) + "\0").encode("utf-8", "surrogatepass")
+                for a in range(0, len(itos), 1 << 16)
+            )
+            ends = np.flatnonzero(np.frombuffer(self._joined, dtype=np.uint8) == 0)
+            self._ends = ends.astype(np.uint32 if len(self._joined) < 2**32 else np.int64)
+            self._itos = None
 
     unk_id: ClassVar[int] = 0
 
@@ -143,7 +145,7 @@ class Vocabulary:
     @classmethod
     def build(
         cls,
-        counts: Counter[str],
+        counts: Mapping[str, int],
         *,
         eos: str | None = None,
         min_freq: int = 1,
@@ -291,11 +293,27 @@ class TokenChunks:
     encodes the text once more, one chunk in memory at a time (or, for the word
     tokenizer, gathers the ids from the word numbers it kept);
     ``np.asarray(chunks)`` is their concatenation, for what needs it whole.
+
+    A model that has read them for the last time calls :meth:`done`: what makes
+    them quickly (the word numbers a tokenizer kept, 4 bytes a word of the
+    training text) may then go before the model's own work on what it read.
     """
 
-    def __init__(self, make: Callable[[], Iterable[np.ndarray]], lines: bool = True) -> None:
+    def __init__(
+        self,
+        make: Callable[[], Iterable[np.ndarray]],
+        lines: bool = True,
+        on_done: Callable[[], None] | None = None,
+    ) -> None:
         self._make = make
         self.lines = lines
+        self._on_done = on_done
+
+    def done(self) -> None:
+        """Say that they will not be iterated again (iterating still works, by
+        reading and encoding the text once more)."""
+        if self._on_done is not None:
+            self._on_done()
 
     def __iter__(self) -> Iterator[np.ndarray]:
         return iter(self._make())
@@ -595,24 +613,34 @@ class WordTokenizer(Tokenizer):
                 numbered.append(numbers)
         tokens = list(numbering)
         del numbering
-        counts = Counter(dict(zip(tokens, tally[: len(tokens)].tolist(), strict=True)))
+        counts = dict(zip(tokens, tally[: len(tokens)].tolist(), strict=True))  # no Counter copy
         eos = self.eos_token if self.lines else None
         self.vocab = Vocabulary.build(
             counts, eos=eos, min_freq=self.min_freq, compact=self.compact_vocabulary
         )
         del counts
-        if source is None:
-            self._numbered = None
-        else:  # each number's id: then the words themselves go (a compact vocabulary)
-            self._numbered = (source, self.vocab.ids(tokens), numbered)
+        self._numbered = None
+        if source is not None:  # each number's id: then the words themselves go
+            ids_of = self.vocab.ids(tokens)
+            del tokens
+            # the hash index of a compact vocabulary (20 bytes a word) is made again
+            # when the test text is encoded: not under the models' training
+            self.vocab._index = None
+            # one array, not one per chunk: each chunk's small array object, made
+            # among millions of short-lived words, would keep its 1 MB block of
+            # Python's small-object memory (tens of MB at 100 MB of text) alive
+            ends = np.cumsum([len(numbers) for numbers in numbered])
+            joined = np.concatenate(numbered) if numbered else np.zeros(0, dtype=np.int32)
+            del numbered
+            self._numbered = (source, ids_of, joined, ends)
         return self.vocab
 
     def fitted_ids(self, source: object) -> Iterator[np.ndarray] | None:
         kept = getattr(self, "_numbered", None)
         if kept is None or kept[0] is not source or not self._fast():
             return None
-        _, ids_of, numbered = kept
-        return (ids_of[numbers] for numbers in _grouped(numbered, self.CHUNK_IDS))
+        _, ids_of, numbers, ends = kept
+        return (ids_of[numbers[a:b]] for a, b in _grouped(ends, self.CHUNK_IDS))
 
     #: Ids per chunk that :meth:`fitted_ids` gives at least (the pieces' words are
     #: grouped): what a model does once per chunk may cost as much as the vocabulary.
@@ -629,18 +657,16 @@ class WordTokenizer(Tokenizer):
         return np.concatenate(parts) if parts else np.zeros(0, dtype=id_dtype(len(vocab)))
 
 
-def _grouped(arrays: list[np.ndarray], least: int) -> Iterator[np.ndarray]:
-    """``arrays`` in order, consecutive ones joined until each has ``least`` items."""
-    group: list[np.ndarray] = []
-    size = 0
-    for array in arrays:
-        group.append(array)
-        size += len(array)
-        if size >= least:
-            yield np.concatenate(group) if len(group) > 1 else group[0]
-            group, size = [], 0
-    if group:
-        yield np.concatenate(group) if len(group) > 1 else group[0]
+def _grouped(ends: np.ndarray, least: int) -> Iterator[tuple[int, int]]:
+    """The spans ``(start, stop)`` of consecutive parts (each ending at one of
+    ``ends``, increasing) joined until each holds at least ``least`` items."""
+    start = 0
+    for end in ends.tolist():
+        if end - start >= least:
+            yield start, end
+            start = end
+    if start < (int(ends[-1]) if len(ends) else 0):
+        yield start, int(ends[-1])
 
 
 #: The encodes that work line by line (and so piece by piece) in line mode.

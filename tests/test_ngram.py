@@ -453,6 +453,42 @@ def test_the_compiled_window_sort_orders_rows_as_lexsort_does(arrangement, depth
         np.testing.assert_array_equal(counts, expected)  # the counts moved with their rows
 
 
+def test_window_columns_are_packed_in_place_as_a_slice_would_keep_them():
+    """Counting drops the windows' columns once their order is done and packs the rest
+    to the front of the same memory; the kernel is held to numpy's slicing."""
+    compiled = pytest.importorskip("lmeval_ngram._compiled", reason="needs numba")
+    rng = np.random.default_rng(3)
+    for width, first, dtype in [(5, 2, np.uint32), (3, 1, np.uint16), (7, 6, np.uint8)]:
+        rows = rng.integers(0, 200, size=(1001, width)).astype(dtype)
+        expected = rows[:, first:].copy()
+        compiled.pack_columns(rows.reshape(-1), width, first)
+        packed = rows.reshape(-1)[: expected.size].reshape(expected.shape)
+        np.testing.assert_array_equal(packed, expected)
+
+
+def test_kenlms_count_of_counts_is_found_a_slice_at_a_time(monkeypatch):
+    """The n-gram whose raw count lmplz counts (discounts=kenlm) is looked for a slice
+    of each order at a time; slices of a few n-grams find the same one."""
+    rng = np.random.default_rng(5)
+    words = [f"w{i}" for i in range(60)]
+    text = "".join(
+        " ".join(rng.choice(words, size=rng.integers(1, 12))) + "\n" for _ in range(3000)
+    )
+    tok = lmeval.WordTokenizer()
+    vocab = tok.fit(text)
+    ids = tok.encode(text)
+    whole = NGram(vocab, order=4)
+    whole.fit(ids)
+    monkeypatch.setattr(lmeval_ngram.smoothing, "SLICE", 7)
+    sliced = NGram(vocab, order=4)
+    sliced.fit(ids)
+    assert sliced.details()["discounts"] == whole.details()["discounts"]
+    assert any(
+        v != list(lmeval_ngram.smoothing.FALLBACK) for v in whole.details()["discounts"].values()
+    )
+    np.testing.assert_array_equal(sliced.score(ids[:500]), whole.score(ids[:500]))
+
+
 def test_counting_past_its_memory_writes_sorted_runs_and_merges_them_exactly(tmp_path, monkeypatch):
     """A corpus that needs several tables under memory=4M: the counts go to sorted runs
     in tmpdir, merged at the end as KenLM's lmplz -S does; the model equals the one

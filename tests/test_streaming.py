@@ -184,6 +184,50 @@ def test_the_word_tokenizer_keeps_the_ids_of_the_text_it_counted():
     np.testing.assert_array_equal(np.concatenate(list(kept)), tok.encode(text))
     assert tok.fitted_ids(object()) is None
     assert CharTokenizer().fitted_ids(source) is None
+    # in chunks of whole lines, each at least CHUNK_IDS ids but the last
+    tok.CHUNK_IDS = 300
+    chunks = list(tok.fitted_ids(source))
+    assert len(chunks) > 3
+    assert all(len(chunk) >= 300 for chunk in chunks[:-1])
+    assert all(chunk[-1] == tok.vocab.eos_id for chunk in chunks)
+    np.testing.assert_array_equal(np.concatenate(chunks), tok.encode(text))
+
+
+def test_an_ngram_drops_the_kept_ids_once_it_has_counted_them():
+    """The last row that reads the training chunks is told (``after_fit``) as soon as
+    the n-gram model has counted them (``TokenChunks.done``), before it estimates:
+    the word numbers the tokenizer kept are not under its estimation; then again
+    once it is fitted. The model is the one fitted with the ids kept."""
+    text = text_of(400)
+    corpus = lmeval.Corpus("x", text, text_of(40, seed=1))
+    tok = WordTokenizer()
+    tok.fit_pieces(corpus.train_pieces(), source=corpus)
+    model = NGram(tok.vocab, order=3)
+    seen = []
+
+    def after_fit():
+        seen.append(
+            (tok.fitted_ids(corpus) is not None, getattr(model, "tables", None) is not None)
+        )
+        tok.forget_fitted_ids()
+
+    record, _ = lmeval.evaluate_model(model, corpus, tok, after_fit=after_fit)
+    assert record.get("error") is None
+    assert seen == [(True, False), (False, True)]  # during the fit, before the tables; after
+    reference = NGram(tok.vocab, order=3)
+    reference.fit(tok.encode(text))
+    ids = tok.encode(corpus.test)
+    np.testing.assert_array_equal(model.score(ids), reference.score(ids))
+
+
+def test_token_chunks_pass_on_that_they_are_done_with():
+    calls = []
+    chunks = lmeval.TokenChunks(lambda: iter([np.arange(3)]), on_done=lambda: calls.append(1))
+    assert [len(c) for c in chunks] == [3]
+    chunks.done()
+    assert calls == [1]
+    assert [len(c) for c in chunks] == [3]  # still iterable after
+    lmeval.TokenChunks(lambda: iter([])).done()  # nobody to tell: nothing happens
 
 
 def chunks_of(ids: np.ndarray, eos: int, lines_per_chunk: int) -> lmeval.TokenChunks:
@@ -497,6 +541,30 @@ def test_memory_can_be_handed_back_between_stages():
     handed = lmeval.release_memory()
     assert handed is (platform.libc_ver()[0] == "glibc")
     assert isinstance(share_allocator_arena(), bool)
+
+
+@pytest.mark.skipif(
+    not sys.platform.startswith("linux") or __import__("platform").libc_ver()[0] != "glibc",
+    reason="glibc's allocator on Linux",
+)
+def test_an_array_freed_after_a_larger_one_goes_back_to_the_os():
+    """What share_allocator_arena's docstring promises: glibc would raise its mapping
+    size to a freed 30 MB block's, so a 20 MB array made after it would come from the
+    heap and stay resident once freed; with the size fixed it is unmapped."""
+    from lmeval.resources import share_allocator_arena
+
+    assert share_allocator_arena()
+
+    def resident() -> int:
+        return int(Path("/proc/self/statm").read_text().split()[1]) * 4096
+
+    big = np.ones(30 << 17)  # 30 MB: glibc raises its mapping size up to 32 MB
+    del big
+    before = resident()
+    medium = np.ones(20 << 17)  # 20 MB, every page touched
+    assert resident() - before > 16 << 20
+    del medium
+    assert resident() - before < 4 << 20
 
 
 def test_the_command_line_shares_one_allocator_arena_before_anything_runs(monkeypatch):

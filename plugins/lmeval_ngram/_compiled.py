@@ -274,23 +274,29 @@ def count_windows(ids, eos, bos, end, order, table, used, low, high, start, virt
 
 
 @numba.njit(cache=True, nogil=True)
-def next_order(rows, counts, prefix_rank, n, end, bos, radix, lower_suffix, lower_keys, slots):
+def next_order(
+    rows, col, counts, prefix_rank, n, end, bos, radix, lower_suffix, lower_starts_bos,
+    lower_keys, slots,
+):  # fmt: skip
     """The n-grams of order ``n`` from the sorted distinct windows ``rows`` (and
     their ``counts``): their keys (``prefix rank * radix + token``), counts, suffix
     ranks in order ``n - 1`` and whether they start with ``bos``.
 
+    Each row's ``n``-th token is its column ``col`` (the columns before it may be
+    gone: see :func:`pack_columns`); at order 2 its first token is column 0.
     ``prefix_rank`` holds each row's rank of its first ``n - 1`` tokens among the
     n-grams of order ``n - 1`` (-1 where they hold ``end``); it is overwritten
     with the rank of its first ``n`` tokens among those of order ``n``, for the
     next order. The suffix of an n-gram (its last ``n - 1`` tokens) is found
     through ``slots`` (a :class:`.hashing.CompiledIndex` of ``lower_keys``); order
-    2's is its last token. Two passes over the rows, no temporaries.
+    2's is its last token. An n-gram starts with ``bos`` where its prefix does
+    (``lower_starts_bos``). Two passes over the rows, no temporaries.
     """
     size = len(rows)
     groups = 0
     for r in range(size):
-        if rows[r, n - 1] != end and (
-            r == 0 or prefix_rank[r] != prefix_rank[r - 1] or rows[r, n - 1] != rows[r - 1, n - 1]
+        if rows[r, col] != end and (
+            r == 0 or prefix_rank[r] != prefix_rank[r - 1] or rows[r, col] != rows[r - 1, col]
         ):
             groups += 1
     keys = np.empty(groups, dtype=np.int64)
@@ -300,19 +306,20 @@ def next_order(rows, counts, prefix_rank, n, end, bos, radix, lower_suffix, lowe
     g = -1
     before = np.int64(-2)  # the previous row's prefix rank, before it was overwritten
     for r in range(size):
-        token = np.int64(rows[r, n - 1])
+        token = np.int64(rows[r, col])
         rank = np.int64(prefix_rank[r])
         if token == end:
             prefix_rank[r] = -1
             before = rank
             continue
-        if r == 0 or rank != before or token != rows[r - 1, n - 1]:
+        if r == 0 or rank != before or token != rows[r - 1, col]:
             g += 1
             keys[g] = rank * radix + token
-            starts_bos[g] = rows[r, 0] == bos
             if n == 2:
+                starts_bos[g] = rows[r, 0] == bos
                 suffix[g] = token
             else:
+                starts_bos[g] = lower_starts_bos[rank]
                 query = np.int64(lower_suffix[rank]) * radix + token
                 found = _find(lower_keys, slots, query)
                 if found == -1:  # the suffix of a counted n-gram was counted one order down
@@ -322,6 +329,17 @@ def next_order(rows, counts, prefix_rank, n, end, bos, radix, lower_suffix, lowe
         before = rank
         prefix_rank[r] = g
     return keys, out_counts, suffix, starts_bos
+
+
+@numba.njit(cache=True, nogil=True)
+def pack_columns(flat, width, first):
+    """Rows of ``width`` items laid end to end in ``flat`` become rows of their
+    columns ``first..``, laid end to end from the start of ``flat`` (in place:
+    each item moves towards the start, never past one still to be read)."""
+    kept = width - first
+    for r in range(len(flat) // width):
+        for c in range(kept):
+            flat[r * kept + c] = flat[r * width + first + c]
 
 
 @numba.njit(cache=True, nogil=True)

@@ -344,6 +344,8 @@ class NGram(_BackoffModel):
                 on_chunk=first.add if kenlm else None,
             )
             del ids
+            if chunked:
+                train_ids.done()  # read once: what serves the chunks may go before estimation
             lmeval.release_memory()  # what counting made and dropped: not under the tables
             bar.update(advance=1)
             self.tables, facts = estimate(

@@ -107,20 +107,36 @@ def kenlm_quirk(
     if n == len(orders):
         return None
     table = orders[n - 1]
-    chosen = np.flatnonzero(table.counts > 0)  # unigrams: only tokens of the text
+    chosen = _ending_latest(table, n, first_seen, radix)
     key = table.keys[chosen]
-    for level in range(n, 0, -1):  # from the last token to the first
+    for level in range(n - 1, 0, -1):  # then from the token before it to the first
         if not len(chosen):  # no n-gram of this order: nothing to move
             return None
+        key = orders[level - 1].keys[key // radix]  # the n-gram's first `level` tokens
         token = key % radix if level > 1 else key
         rank = first_seen[token]
         best = rank == rank.max()
         chosen, key = chosen[best], key[best]
-        if level > 1:
-            key = orders[level - 2].keys[key // radix]
-    if table.starts_bos[chosen[0]]:
+    if not len(chosen) or table.starts_bos[chosen[0]]:
         return None
     return int(adjusted[chosen[0]]), int(table.counts[chosen[0]])
+
+
+def _ending_latest(table: OrderCounts, n: int, first_seen: np.ndarray, radix: int) -> np.ndarray:
+    """The positions of the n-grams of ``table`` (order ``n``) whose last token
+    has the largest of KenLM's ids (unigrams: only tokens of the text), found a
+    slice at a time: never a temporary the size of the order."""
+    best, chosen = -1, np.zeros(0, dtype=np.int64)
+    for a in range(0, len(table.keys), SLICE):
+        key = table.keys[a : a + SLICE]
+        rank = first_seen[key % radix if n > 1 else key]
+        rank[table.counts[a : a + SLICE] <= 0] = -1
+        top = int(rank.max()) if len(rank) else -1
+        if top >= 0 and top >= best:
+            here = a + np.flatnonzero(rank == top)
+            chosen = here if top > best else np.concatenate([chosen, here])
+            best = top
+    return chosen
 
 
 #: N-grams per slice when turning counts into probabilities (bounds the temporaries).
@@ -141,7 +157,7 @@ def _add_by(ctx: np.ndarray, weights: np.ndarray, total: np.ndarray) -> None:
     if not len(ctx):
         return
     starts = np.flatnonzero(np.concatenate(([True], ctx[1:] != ctx[:-1])))
-    total[ctx[starts]] += np.add.reduceat(np.asarray(weights, dtype=np.float64), starts)
+    total[ctx[starts]] += np.add.reduceat(np.asarray(weights, dtype=total.dtype), starts)
 
 
 def interpolate(
@@ -173,7 +189,9 @@ def interpolate(
         amounts = np.asarray(discounts_of(n, counts), dtype=np.float64)
         n_ctx = 1 if n == 1 else len(orders[n - 2].keys)
         parts = [slice(a, a + SLICE) for a in range(0, len(counts), SLICE)]
-        z, g = np.zeros(n_ctx), np.zeros(n_ctx)
+        # z sums counts: in their own integer type (exact, and half of float64's
+        # memory where they are int32), converted exactly where it divides
+        z, g = np.zeros(n_ctx, dtype=counts.dtype), np.zeros(n_ctx)
         for part in parts:
             c = counts[part]
             ctx = _contexts(orders, n, radix, part)
@@ -185,7 +203,7 @@ def interpolate(
         is_ctx = z > 0
         gamma = np.divide(g, z, out=g, where=is_ctx)  # in place: one array per context less
         np.copyto(gamma, 1.0, where=~is_ctx)
-        np.copyto(z, 1.0, where=~is_ctx)
+        np.copyto(z, 1, where=~is_ctx)
         top = n == len(orders)
         # the top order's probabilities feed no further order: each slice is put in
         # its final form at once, never a float64 array of them all beside it
