@@ -76,3 +76,45 @@ def test_load_corpus_sources_are_exclusive(small_text):
         load_corpus(train=small_text)
     corpus = load_corpus(train=small_text, test=small_text)
     assert corpus.train == corpus.test and corpus.valid is None
+
+
+@pytest.mark.parametrize(
+    "piece", ["plain ascii\n", "café\n", "naïve ≥ 3\n", "emoji 😀 here\n", "lone \udcff\n"]
+)
+def test_a_corpus_gives_back_its_test_text_exactly(piece):
+    """However it keeps the test text (as given, or as UTF-8 where that is smaller),
+    reading it gives the same text, also after pickling and after setting it."""
+    import pickle
+
+    from lmeval import Corpus
+
+    text = piece * 1000
+    corpus = Corpus("x", "train\n", text)
+    assert corpus.test == text
+    assert pickle.loads(pickle.dumps(corpus)).test == text
+    corpus.test = piece
+    assert corpus.test == piece
+
+
+def test_a_wide_test_text_is_kept_in_a_quarter_of_its_memory():
+    """A mostly-ASCII text with one character past U+FFFF costs Python 4 bytes a
+    character; the corpus keeps its UTF-8 (about 1 byte a character) under every
+    stage of a comparison instead."""
+    import sys
+    import tracemalloc
+
+    from lmeval import Corpus
+
+    def made() -> tuple[Corpus, int]:
+        text = "".join(f"line {i} of the test text\n" for i in range(20_000)) + "😀\n"
+        return Corpus("x", "train\n", text), sys.getsizeof(text)
+
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        corpus, wide = made()
+        held = tracemalloc.get_traced_memory()[0] - before
+    finally:
+        tracemalloc.stop()
+    assert held < wide / 3
+    assert corpus.test.endswith("😀\n")

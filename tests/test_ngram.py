@@ -453,6 +453,32 @@ def test_the_compiled_window_sort_orders_rows_as_lexsort_does(arrangement, depth
         np.testing.assert_array_equal(counts, expected)  # the counts moved with their rows
 
 
+def test_counting_tables_grown_in_place_count_what_numpy_counts(monkeypatch):
+    """The compiled tables start at 65,536 slots and grow in place by half, their
+    windows rehashed there; with half a million distinct windows they grow several
+    times, and the model is the one numpy's counting gives."""
+    pytest.importorskip("numba", reason="needs the fast extra (pip install 'lmeval[fast]')")
+    rng = np.random.default_rng(11)
+    letters = list("abcdefghijklmnopqrstuvwxyz")
+    text = "".join(
+        "".join(rng.choice(letters, size=rng.integers(5, 60))) + "\n" for _ in range(20_000)
+    )
+    tok = lmeval.CharTokenizer()
+    vocab = tok.fit(text)
+    ids = tok.encode(text)
+    windows = np.lib.stride_tricks.sliding_window_view(ids, 6)
+    assert len(np.unique(windows, axis=0)) > 8 * 65_536  # both ranges' tables grow
+    models = {}
+    for numba in ("1", "0"):
+        monkeypatch.setenv("LMEVAL_NUMBA", numba)
+        models[numba] = NGram(vocab, order=6)
+        models[numba].fit(ids)
+    assert models["1"].details()["counting"]["method"] == "windows"
+    for mine, theirs in zip(models["1"].tables.keys, models["0"].tables.keys, strict=True):
+        np.testing.assert_array_equal(mine, theirs)
+    np.testing.assert_array_equal(models["1"].score(ids[:3000]), models["0"].score(ids[:3000]))
+
+
 def test_window_columns_are_packed_in_place_as_a_slice_would_keep_them():
     """Counting drops the windows' columns once their order is done and packs the rest
     to the front of the same memory; the kernel is held to numpy's slicing."""

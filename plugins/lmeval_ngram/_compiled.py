@@ -28,26 +28,43 @@ def _scaled(h, size):
     return np.int64(((h >> np.uint64(32)) * np.uint64(size)) >> np.uint64(32))
 
 
-#: How much a full counting table grows: by half, so that while it is moved the old
-#: and the new table hold 2.5 times the old one (3 times when doubling), and a grown
-#: table is at least half full (at least three eighths when doubling).
-GROWTH_NUM, GROWTH_DEN = 3, 2
-
-
 @numba.njit(cache=True, nogil=True)
-def _regrow(table, order, empty, size):
-    """The table with ``size`` slots, every window moved to its slot there."""
-    new = np.empty((size, table.shape[1]), dtype=table.dtype)
-    new[:, 0] = empty
-    for r in range(table.shape[0]):
-        if table[r, 0] != empty:
-            s = _scaled(_hash(table[r, :order]), size)
-            while new[s, 0] != empty:
+def grow_in_place(table, old_size, order, empty):
+    """Rehash the windows of a table grown in place from ``old_size`` slots (its
+    first rows, as they were) to ``len(table)``: every window moved to its slot
+    there, with no second table.
+
+    The rows past ``old_size`` are made empty; then each window not moved yet is
+    taken out and put at the first slot from its new home that is empty or holds
+    a window not moved yet (which it takes the place of, and which is carried on
+    in turn). A moved window never moves again, so every slot between a window's
+    home and its place stays taken: linear probing finds it.
+    """
+    size = table.shape[0]
+    for r in range(old_size, size):
+        table[r, 0] = empty
+    moved = np.zeros(size, dtype=np.bool_)
+    carry = np.empty(table.shape[1], dtype=table.dtype)
+    spare = np.empty(table.shape[1], dtype=table.dtype)
+    for i in range(old_size):
+        if moved[i] or table[i, 0] == empty:
+            continue
+        carry[:] = table[i]
+        table[i, 0] = empty
+        while True:
+            s = _scaled(_hash(carry[:order]), size)
+            while moved[s]:
                 s += 1
                 if s == size:
                     s = 0
-            new[s] = table[r]
-    return new
+            if table[s, 0] == empty:
+                table[s] = carry
+                moved[s] = True
+                break
+            spare[:] = table[s]  # a window not moved yet: it is carried on
+            table[s] = carry
+            moved[s] = True
+            carry, spare = spare, carry
 
 
 @numba.njit(cache=True, nogil=True)
@@ -184,11 +201,12 @@ def count_windows(ids, eos, bos, end, order, table, used, low, high, start, virt
     A window is cut after the first ``eos`` it holds (its sentence ends there)
     and at the end of ``ids``; what is cut is filled with ``end``. Counting
     begins at position ``start`` (``virtual``: with the ``<s>`` before it) and
-    stops where the table would grow past ``limit`` slots; returns ``(table,
-    used, stop, virtual, full)``: the table (grown, perhaps), the slots it uses,
-    and where the next call resumes, after the caller emptied a ``full`` table
-    (:func:`take_sorted`). Successive calls on chunks of whole sentences (each begun
-    with ``virtual``) count what one call on their concatenation counts.
+    stops where the table is three quarters full; returns ``(used, stop,
+    virtual, full)``: the slots it uses, where the next call resumes, and
+    whether the table has ``limit`` slots already: then the caller empties it
+    (:func:`take_sorted`), else it grows it in place (:func:`grow_in_place`).
+    Successive calls on chunks of whole sentences (each begun with ``virtual``)
+    count what one call on their concatenation counts.
 
     The table holds the windows themselves (open addressing, linear probing, at
     most three quarters full: two thirds of the memory of at most half full, for
@@ -203,7 +221,7 @@ def count_windows(ids, eos, bos, end, order, table, used, low, high, start, virt
     size = table.shape[0]
     width = table.shape[1]
     window = np.empty(order, dtype=table.dtype)
-    full = False
+    full = stop = False
     i = start
     # virtual: the <s> before the sentence that starts at i, not yet counted
     while i < n:
@@ -242,13 +260,9 @@ def count_windows(ids, eos, bos, end, order, table, used, low, high, start, virt
                 for k in range(order + 1, width):
                     table[s, k] = 0
                 used += 1
-                if 4 * used >= 3 * size:
-                    if size >= limit:  # full: the caller writes it out, then resumes
-                        full = True
-                    else:
-                        grown = min(size * GROWTH_NUM // GROWTH_DEN, limit)
-                        table = _regrow(table, order, empty, grown)
-                        size = grown
+                if 4 * used >= 3 * size:  # the caller grows it or writes it out
+                    stop = True
+                    full = size >= limit
                 break
             same = True
             for j in range(order):
@@ -268,9 +282,9 @@ def count_windows(ids, eos, bos, end, order, table, used, low, high, start, virt
             virtual = False
         else:
             i += 1
-        if full:
+        if stop:
             break
-    return table, used, i, virtual, full
+    return used, i, virtual, full
 
 
 @numba.njit(cache=True, nogil=True)

@@ -56,6 +56,10 @@ CHUNK = 1 << 15
 MERGE_WAYS = 32
 #: Bytes the compiled counting may use when no ``memory`` is given.
 DEFAULT_MEMORY = 2 * 2**30
+#: How much a counting table three quarters full grows: by half, so that a grown
+#: table is at least half full (at least three eighths when doubling). It grows in
+#: place (:func:`._compiled.grow_in_place`): no old and new table held at once.
+GROWTH_NUM, GROWTH_DEN = 3, 2
 #: Key ranges up to this many are counted in a dense array.
 DENSE_RANGE = 1 << 19
 
@@ -360,11 +364,11 @@ def _count_windows(
     end = radix  # one past <s>; end + 1 marks an empty row of the table
     dtype = token_dtype(radix + 2)
     # a row of the table: the window, then a 32-bit (64 for int64 tokens) count in
-    # digits of the tokens' width; a slot costs its row, twice over while the table
-    # grows, and its share of the sorted copy written out when full
+    # digits of the tokens' width; a slot costs its row, a byte more while the table
+    # grows in place, and its share of the sorted copy written out when full
     itemsize = np.dtype(dtype).itemsize
     width = order + max(1, 4 // itemsize)
-    per_slot = 2 * width * itemsize + (order * itemsize + 16) * 3 // 4
+    per_slot = width * itemsize + 1 + (order * itemsize + 16) * 3 // 4
     unigram = np.zeros(radix, dtype=np.int64)
     counters: list[_WindowCounter] = []
     with (
@@ -401,6 +405,8 @@ def _count_windows(
                 counter.finish(count_dtype, into=(rows[share], counts[share]))
                 at = share.stop
     report["runs_written"] = sum(len(c.written) for c in counters)
+    if counters:  # int32 where the others are: no count reaches 2**31
+        unigram = unigram.astype(count_dtype)
     out = [_unigrams(unigram, bos)]
     if not counters:  # no chunk at all
         return out
@@ -439,7 +445,8 @@ def _orders_from_windows(rows, counts, out, radix, order, bos, end) -> list[Orde
     col = 1  # the column of the n-th token
     for n in range(2, order + 1):
         lower = out[n - 2]
-        index = CompiledIndex(lower.keys if n > 2 else lower.keys[:0])  # order 2: no lookups
+        # order 2: no lookups; above, one per n-gram, at the peak of counting: 7/8 full
+        index = CompiledIndex(lower.keys if n > 2 else lower.keys[:0], full=0.875)
         keys, group_counts, suffix, starts_bos = compiled.next_order(
             rows, col, counts, prefix_rank, n, end, bos, radix, lower.suffix, lower.starts_bos,
             index.keys, index.slots,
@@ -479,13 +486,26 @@ class _WindowCounter:
         """Count the windows of a chunk of whole sentences."""
         low, high = self.bounds
         start, virtual = 0, True
+        compiled = kernels.compiled()
         while start < len(ids):
-            self.table, self.used, start, virtual, full = kernels.compiled().count_windows(
+            self.used, start, virtual, full = compiled.count_windows(
                 ids, self.eos, self.bos, self.end, self.order, self.table, self.used,
                 low, high, start, virtual, self.limit,
             )  # fmt: skip
             if full:
                 self._write()
+            elif 4 * self.used >= 3 * len(self.table):
+                self._grow()
+
+    def _grow(self) -> None:
+        """The table grown in place (the allocator moves a mapped block's pages
+        without copying them; numpy's ``resize`` empties the new rows), its
+        windows rehashed there: never an old and a new table at once, which
+        was the peak of counting (1.67 times the grown table)."""
+        size = len(self.table)
+        grown = min(size * GROWTH_NUM // GROWTH_DEN, self.limit)
+        self.table.resize((grown, self.width), refcheck=False)
+        kernels.compiled().grow_in_place(self.table, size, self.order, self.end + 1)
 
     def _sorted(self, count_dtype=np.int64, into=None) -> tuple[np.ndarray, np.ndarray]:
         """The table's windows sorted (lexicographic: the tables' order), and their

@@ -176,8 +176,9 @@ def interpolate(
     ``discounts_of(n, c)`` the discount of a count of 0, 1, 2 and 3 or more;
     ``extra_mass`` adds Witten-Bell's ``N1+(h .)`` to ``Z`` and ``G``. The
     n-grams of an order are processed in slices, so that the temporaries stay
-    small beside the tables. The counts are consumed: once an order is done,
-    all but its keys (which the tables keep) are released. The arithmetic is
+    small beside the tables. The counts are consumed: an order's raw counts go
+    as soon as its adjusted counts and discounts are made from them, and once an
+    order is done, all but its keys (which the tables keep). The arithmetic is
     float64; the tables keep ``values`` (float32: stored as KenLM stores them,
     each order's converted as soon as it is done).
     """
@@ -187,6 +188,8 @@ def interpolate(
     for n in range(1, len(orders) + 1):
         counts = counts_of(n)
         amounts = np.asarray(discounts_of(n, counts), dtype=np.float64)
+        if counts is not orders[n - 1].counts:  # adjusted: the raw ones are done with
+            orders[n - 1].counts = orders[n - 1].starts_bos = np.zeros(0, dtype=np.int64)
         n_ctx = 1 if n == 1 else len(orders[n - 2].keys)
         parts = [slice(a, a + SLICE) for a in range(0, len(counts), SLICE)]
         # z sums counts: in their own integer type (exact, and half of float64's
