@@ -206,6 +206,11 @@ class Vocabulary:
         get = self.stoi.get
         return np.fromiter(map(get, tokens, repeat(self.unk_id)), dtype, count=len(tokens))
 
+    def forget_lookup(self) -> None:
+        """Drop the hash index of a compact vocabulary (20 bytes a token), made
+        again by the next lookup: for a pause in lookups under another large job."""
+        self._index = None
+
     def token(self, index: int) -> str:
         if self._itos is not None or self._joined is None:
             return self.itos[index]
@@ -623,9 +628,8 @@ class WordTokenizer(Tokenizer):
         if source is not None:  # each number's id: then the words themselves go
             ids_of = self.vocab.ids(tokens)
             del tokens
-            # the hash index of a compact vocabulary (20 bytes a word) is made again
-            # when the test text is encoded: not under the models' training
-            self.vocab._index = None
+            # made again when the test text is encoded: not under the models' training
+            self.vocab.forget_lookup()
             # one array, not one per chunk: each chunk's small array object, made
             # among millions of short-lived words, would keep its 1 MB block of
             # Python's small-object memory (tens of MB at 100 MB of text) alive
@@ -665,8 +669,9 @@ def _grouped(ends: np.ndarray, least: int) -> Iterator[tuple[int, int]]:
         if end - start >= least:
             yield start, end
             start = end
-    if start < (int(ends[-1]) if len(ends) else 0):
-        yield start, int(ends[-1])
+    last = int(ends[-1]) if len(ends) else 0
+    if start < last:
+        yield start, last
 
 
 #: The encodes that work line by line (and so piece by piece) in line mode.

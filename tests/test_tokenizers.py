@@ -229,3 +229,15 @@ def test_the_word_tokenizer_keeps_a_large_vocabulary_compact():
         tracemalloc.stop()
     assert ids.tolist() == [tok.vocab.id("w000003"), tok.vocab.id("w199999"), 0, tok.vocab.eos_id]
     assert held < 50 * len(words)
+
+
+def test_a_compact_vocabulary_looks_up_alike_after_forgetting_its_index():
+    """forget_lookup drops the hash index (the word tokenizer does, while models
+    train); the next lookup makes it again and gives the same ids."""
+    tokens = [f"w{i}" for i in range(5000)]
+    vocab = Vocabulary(tokens, eos="</s>", compact=True)
+    asked = ["w7", "w4999", "nope", "</s>", "w0"]
+    before = vocab.ids(asked)
+    vocab.forget_lookup()
+    np.testing.assert_array_equal(vocab.ids(asked), before)
+    assert before[2] == vocab.unk_id and vocab.token(int(before[1])) == "w4999"

@@ -201,10 +201,11 @@ def count_windows(ids, eos, bos, end, order, table, used, low, high, start, virt
     A window is cut after the first ``eos`` it holds (its sentence ends there)
     and at the end of ``ids``; what is cut is filled with ``end``. Counting
     begins at position ``start`` (``virtual``: with the ``<s>`` before it) and
-    stops where the table is three quarters full; returns ``(used, stop,
-    virtual, full)``: the slots it uses, where the next call resumes, and
-    whether the table has ``limit`` slots already: then the caller empties it
-    (:func:`take_sorted`), else it grows it in place (:func:`grow_in_place`).
+    stops where the table is three quarters full; returns ``(used, resume,
+    virtual, stopped, full)``: the slots it uses, where the next call resumes,
+    whether it stopped there, and whether the table has ``limit`` slots already:
+    then the caller empties it (:func:`take_sorted`), else it grows it in place
+    (:func:`grow_in_place`).
     Successive calls on chunks of whole sentences (each begun with ``virtual``)
     count what one call on their concatenation counts.
 
@@ -284,7 +285,7 @@ def count_windows(ids, eos, bos, end, order, table, used, low, high, start, virt
             i += 1
         if stop:
             break
-    return used, i, virtual, full
+    return used, i, virtual, stop, full
 
 
 @numba.njit(cache=True, nogil=True)

@@ -488,13 +488,13 @@ class _WindowCounter:
         start, virtual = 0, True
         compiled = kernels.compiled()
         while start < len(ids):
-            self.used, start, virtual, full = compiled.count_windows(
+            self.used, start, virtual, stopped, full = compiled.count_windows(
                 ids, self.eos, self.bos, self.end, self.order, self.table, self.used,
                 low, high, start, virtual, self.limit,
             )  # fmt: skip
             if full:
                 self._write()
-            elif 4 * self.used >= 3 * len(self.table):
+            elif stopped:
                 self._grow()
 
     def _grow(self) -> None:
